@@ -1,0 +1,126 @@
+"""Command line: `python -m imgcls VERB …`; with --json the last line on stdout is one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import workspace
+
+
+def _print_progress(fraction: float, text: str) -> None:
+    end = "\n" if fraction >= 1 else ""
+    print(f"\r{fraction:6.1%}  {text[:70]:<70}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_import(args) -> dict:
+    """Import a ZIP, a folder or a built-in sample as a dataset."""
+    from .data import import_source
+    from .sources import ImportLimits
+
+    limits = ImportLimits(max_total_bytes=args.max_total_mb * 1024**2, max_files=args.max_files,
+                          max_ratio=args.max_ratio, max_pixels=args.max_pixels)
+    report = import_source(args.src, args.name, labels=args.labels, seed=args.seed, limits=limits,
+                           add=args.add, progress=_print_progress if sys.stderr.isatty() and not args.json else None)
+    out = report.to_json()
+    if not args.json:
+        print(f"Imported {out['images']} images into '{out['name']}': {out['classes']} classes, "
+              + ", ".join(f"{k} {v}" for k, v in out["splits"].items()))
+        for item in out["skipped_files"]:
+            print(f"  skipped {item['file']}: {item['detail']}")
+        for warning in out["warnings"]:
+            print(f"  note: {warning}")
+    return out
+
+
+def cmd_datasets(args) -> dict:
+    """List the datasets in the workspace."""
+    names = workspace.list_datasets()
+    if not args.json:
+        print("\n".join(names) if names else "No datasets yet: try `python -m imgcls import sample:shapes`.")
+    return {"datasets": names, "home": str(workspace.home())}
+
+
+def cmd_rename(args) -> dict:
+    """Rename a dataset."""
+    new = workspace.rename_dataset(args.old, args.new)
+    if not args.json:
+        print(f"Renamed '{args.old}' to '{new}'.")
+    return {"old": args.old, "new": new}
+
+
+def cmd_delete(args) -> dict:
+    """Delete a dataset and its images."""
+    if not args.yes:
+        raise workspace.WorkspaceError(f"Deleting '{args.name}' cannot be undone: add --yes to confirm.")
+    workspace.delete_dataset(args.name)
+    if not args.json:
+        print(f"Deleted '{args.name}'.")
+    return {"deleted": args.name}
+
+
+def cmd_backbones(args) -> dict:
+    """List the backbones with their size and where their weights come from."""
+    from .models import list_backbones
+
+    rows = list_backbones()
+    if not args.json:
+        for row in rows:
+            print(f"{row['name']:<28} {row['params_millions']:>7.1f} M  {row['weights']:<24} {row['description']}")
+    return {"backbones": rows}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All verbs and their options."""
+    parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("import", help="import a ZIP, a folder or sample:shapes / sample:digits")
+    p.add_argument("src", help="a .zip, a folder, or sample:shapes / sample:digits")
+    p.add_argument("--name", help="dataset name (default: the file or sample name)")
+    p.add_argument("--labels", help="CSV of filename,label[,split] for a ZIP of unsorted images")
+    p.add_argument("--add", action="store_true", help="add to an existing dataset of that name")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--max-total-mb", type=int, default=4096, help="cap on the unpacked size")
+    p.add_argument("--max-files", type=int, default=200_000, help="cap on the number of files")
+    p.add_argument("--max-ratio", type=float, default=200.0, help="cap on a file's compression ratio")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="cap on pixels per image")
+    p.set_defaults(func=cmd_import)
+
+    verbs.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
+    p = verbs.add_parser("rename", help="rename a dataset")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=cmd_rename)
+    p = verbs.add_parser("delete", help="delete a dataset")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=cmd_delete)
+    verbs.add_parser("backbones", help="list backbones").set_defaults(func=cmd_backbones)
+    for sub in verbs.choices.values():
+        sub.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run one verb; failures print one plain line and exit non-zero."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = args.func(args)
+    except KeyboardInterrupt:
+        print("imgcls: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the CLI promises a one-line message, never a stack trace
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if args.json:
+            print(json.dumps({"error": message}, ensure_ascii=False))
+        print(f"imgcls: {message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Importing images into a dataset: ZIPs, folders, uploads, CSV labels and built-in samples."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+import zipfile
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from . import samples, workspace
+from .images import ImageProblem, inspect, is_image_name
+from .sources import (Entry, ImportLimits, Listing, SourceError, clean_parts, list_folder,
+                      list_memory, list_zip, open_zip, read_label_csv)
+from .splits import DEFAULT_RATIOS, assign_splits, normalise_split
+
+Progress = Callable[[float, str], None]
+EXTENSION_FOR = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "DIB": ".bmp",
+                 "GIF": ".gif", "TIFF": ".tif"}
+SUPPORTED = "JPEG, PNG, WebP, BMP, GIF and TIFF"
+
+
+class ImportFailed(Exception):
+    """An import that could not go ahead; the workspace is left as it was."""
+
+    def __init__(self, message: str, report: "ImportReport | None" = None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ImportReport:
+    """What an import did: images kept, files skipped with reasons, warnings."""
+
+    name: str
+    source: str
+    images: int = 0
+    class_counts: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)
+    skipped_files: list = field(default_factory=list)
+    ignored: int = 0
+    warnings: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def classes(self) -> int:
+        """Number of classes in the dataset after the import."""
+        return len(self.class_counts)
+
+    def to_json(self) -> dict:
+        """The report as the CLI prints it with --json."""
+        out = asdict(self)
+        out["classes"] = self.classes
+        out["skipped"] = dict(Counter(s["reason"] for s in self.skipped_files))
+        return out
+
+
+@dataclass
+class _Target:
+    """Where an import is placed: a label and split per entry, or the reason it is skipped."""
+
+    label: str = ""
+    split: str = ""
+    reason: str = ""
+    detail: str = ""
+
+
+def _strip_wrapper(parts: list[list[str]]) -> list[list[str]]:
+    """Drop one folder that wraps everything, e.g. 'hymenoptera_data/train/ants/…'."""
+    if parts and all(len(p) >= 3 for p in parts):
+        tops = {p[0] for p in parts}
+        if len(tops) == 1 and normalise_split(next(iter(tops))) is None:
+            return [p[1:] for p in parts]
+    return parts
+
+
+def place_by_folders(names: list[str]) -> dict[str, _Target]:
+    """Read labels (and splits, when given) from folder names: [wrapper/][split/]class/…/file."""
+    images = [n for n in names if is_image_name(n)]
+    stripped = dict(zip(images, _strip_wrapper([clean_parts(n) for n in images])))
+    tops = {p[0] for p in stripped.values() if len(p) >= 2}
+    by_split = bool(tops) and all(normalise_split(t) for t in tops)
+    out = {}
+    for name, parts in stripped.items():
+        if by_split:
+            parts = parts if len(parts) >= 3 else []
+            split = normalise_split(parts[0]) if parts else ""
+            parts = parts[1:]
+        else:
+            split = ""
+        if len(parts) < 2 or not parts[0].strip():
+            out[name] = _Target(reason="not in a class folder",
+                                detail="put each image in a folder named after its class")
+        else:
+            out[name] = _Target(label=parts[0].strip(), split=split or "")
+    return out
+
+
+def place_by_csv(names: list[str], rows: list[dict]) -> dict[str, _Target]:
+    """Labels from a filename,label[,split] table; files are matched by path, then by file name."""
+    by_path = {"/".join(clean_parts(r["file"])): r for r in rows}
+    base_counts = Counter(Path(n).name for n in names)
+    by_base = {Path(k).name: r for k, r in by_path.items()}
+    out = {}
+    for name in names:
+        row = by_path.get(name) or (by_base.get(Path(name).name) if base_counts[Path(name).name] == 1 else None)
+        if row is None:
+            out[name] = _Target(reason="not in the CSV", detail="the CSV gives no label for this file")
+        else:
+            out[name] = _Target(label=row["label"], split=normalise_split(row["split"]) or "")
+    return out
+
+
+def _why_not_image(name: str) -> tuple[str, str]:
+    ext = Path(name).suffix.lower() or "(no extension)"
+    if ext in (".heic", ".heif"):
+        return "unsupported format", "HEIC photos are not supported: export them as JPEG first"
+    return "unsupported format", f"'{ext}' files are not images we can read (we read {SUPPORTED})"
+
+
+def _read(entry: Entry) -> bytes:
+    try:
+        return entry.read()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ImageProblem("corrupt archive member", f"could not be read from the source ({exc})")
+
+
+class _Importer:
+    """Reads, checks, deduplicates and stores images for one import."""
+
+    def __init__(self, folder: Path, report: ImportReport, limits: ImportLimits, known: dict[str, str]):
+        self.folder, self.report, self.limits = folder, report, limits
+        self.seen = dict(known)  # content hash → first file with that content
+        self.rows: list[dict] = []
+
+    def skip(self, name: str, reason: str, detail: str) -> None:
+        self.report.skipped_files.append({"file": name, "reason": reason, "detail": detail})
+
+    def add(self, entry: Entry, target: _Target) -> None:
+        if target.reason:
+            return self.skip(entry.name, target.reason, target.detail)
+        if not is_image_name(entry.name):
+            return self.skip(entry.name, *_why_not_image(entry.name))
+        try:
+            data = _read(entry)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in self.seen:
+                return self.skip(entry.name, "duplicate", f"same content as {self.seen[digest]}; kept once")
+            info, _ = inspect(data, self.limits.max_pixels)
+        except ImageProblem as problem:
+            return self.skip(entry.name, problem.reason, str(problem))
+        self.seen[digest] = entry.name
+        rel = f"images/{digest[:20]}{EXTENSION_FOR.get(info.format, '.img')}"
+        dest = self.folder / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        self.rows.append({"path": rel, "label": target.label, "split": target.split, "hash": digest,
+                          "width": info.width, "height": info.height, "excluded": False,
+                          "source": entry.name, "format": info.format, "bytes": len(data)})
+
+
+def _finish_rows(rows: list[dict], old: pd.DataFrame | None, seed: int, ratios) -> tuple[pd.DataFrame, list]:
+    """Give unsplit rows a split (topping up existing classes) and join them to the old manifest."""
+    existing = {}
+    if old is not None and len(old):
+        for (label, split), n in old.groupby(["label", "split"]).size().items():
+            existing.setdefault(label, Counter())[split] = int(n)
+    todo = [i for i, r in enumerate(rows) if not r["split"]]
+    splits, warnings = assign_splits([rows[i]["label"] for i in todo], [rows[i]["hash"] for i in todo],
+                                     seed, ratios, existing)
+    for i, split in zip(todo, splits):
+        rows[i]["split"] = split
+    new = pd.DataFrame(rows, columns=workspace.MANIFEST_COLUMNS)
+    df = new if old is None else pd.concat([old, new], ignore_index=True)
+    return df, warnings
+
+
+def _summarise(report: ImportReport, df: pd.DataFrame, warnings: list, started: float) -> None:
+    kept = df[~df["excluded"].astype(bool)]
+    report.class_counts = {k: int(v) for k, v in sorted(kept["label"].value_counts().items())}
+    report.splits = {s: int((kept["split"] == s).sum()) for s in workspace.SPLITS}
+    report.warnings = list(warnings)
+    if report.classes == 1:
+        report.warnings.append("This dataset has a single class: training needs at least two, so add another class.")
+    report.seconds = round(time.perf_counter() - started, 3)
+
+
+def _record(folder: Path, report: ImportReport) -> None:
+    """Append this import's report to the dataset's import history."""
+    path = folder / "imports.jsonl"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    workspace.atomic_write_text(path, old + json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+
+
+def import_listing(listing: Listing, name: str, source: str, *, places: dict[str, _Target] | None = None,
+                   label: str | None = None, add: bool = False, seed: int = 0, ratios=DEFAULT_RATIOS,
+                   limits: ImportLimits = ImportLimits(), progress: Progress | None = None) -> ImportReport:
+    """Import listed files into a new dataset (or add them to an existing one when add=True)."""
+    started = time.perf_counter()
+    name = workspace.check_name(name)
+    final = workspace.dataset_dir(name)
+    exists = workspace.dataset_exists(name)
+    if exists and not add:
+        raise ImportFailed(f"A dataset named '{name}' already exists: choose another name, or add to it.")
+    old = workspace.read_manifest(final) if exists else None
+    folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped))
+    known = {} if old is None else dict(zip(old["hash"], old["source"]))
+    importer = _Importer(folder, report, limits, known)
+    places = places if places is not None else place_by_folders([e.name for e in listing.entries])
+    total = max(len(listing.entries), 1)
+    try:
+        for i, entry in enumerate(listing.entries):
+            target = _Target(label=label.strip()) if label else places.get(entry.name, _Target(
+                reason="unsupported format", detail=_why_not_image(entry.name)[1]))
+            importer.add(entry, target)
+            if progress and (i % 8 == 0 or i + 1 == total):
+                progress((i + 1) / total, f"Reading {entry.name}")
+        if not importer.rows:
+            raise ImportFailed(f"No usable images found in {source}.", report)
+        df, warnings = _finish_rows(importer.rows, old, seed, ratios)
+        _summarise(report, df, warnings, started)
+        report.images = len(importer.rows)
+        workspace.write_manifest(folder, df)
+        _record(folder, report)
+        if not exists:
+            if workspace.dataset_exists(name):
+                raise ImportFailed(f"A dataset named '{name}' appeared while importing; nothing was changed.")
+            folder.rename(final)
+    except BaseException:
+        if not exists:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return report
+
+
+def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | None = None,
+               limits: ImportLimits = ImportLimits(), **kw) -> ImportReport:
+    """Import a ZIP of class folders (optionally in split folders), or of images labelled by a CSV."""
+    source = source or (Path(src).name if isinstance(src, (str, Path)) else "the uploaded file")
+    try:
+        with open_zip(src, source) as zf:
+            listing = list_zip(zf, limits, source)
+            places = None
+            if label_csv is not None:
+                places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
+            return import_listing(listing, name, source, places=places, limits=limits, **kw)
+    except SourceError as exc:
+        raise ImportFailed(str(exc))
+
+
+def import_folder(path, name: str, *, limits: ImportLimits = ImportLimits(), **kw) -> ImportReport:
+    """Import a folder on the server laid out as class folders (optionally inside split folders)."""
+    try:
+        listing = list_folder(Path(path).expanduser(), limits)
+    except SourceError as exc:
+        raise ImportFailed(str(exc))
+    return import_listing(listing, name, str(path), limits=limits, **kw)
+
+
+def import_files(files: Iterable[tuple[str, bytes]], name: str, label: str, **kw) -> ImportReport:
+    """Add loose images (uploads or webcam shots) to one class, creating the dataset if needed."""
+    label = (label or "").strip()
+    if not label or "/" in label or label.startswith("."):
+        raise ImportFailed(f"'{label}' cannot be a class name: use a short name without '/'.")
+    add = workspace.dataset_exists(name)
+    return import_listing(list_memory(files), name, f"uploads to '{label}'", label=label, add=add, **kw)
+
+
+def import_sample(sample: str, name: str | None = None, **kw) -> ImportReport:
+    """Import a built-in sample dataset ('shapes' or 'digits')."""
+    try:
+        files = samples.iter_sample(sample)
+    except ValueError as exc:
+        raise ImportFailed(str(exc))
+    return import_listing(list_memory(files), name or sample, f"sample:{sample}", **kw)
+
+
+def import_source(src: str, name: str | None = None, labels: str | None = None, **kw) -> ImportReport:
+    """Import from a CLI-style source: 'sample:NAME', a ZIP file or a folder."""
+    if src.startswith("sample:"):
+        return import_sample(src.split(":", 1)[1], name, **kw)
+    path = Path(src).expanduser()
+    name = name or path.stem
+    if path.is_dir():
+        return import_folder(path, name, **kw)
+    csv_bytes = Path(labels).read_bytes() if labels else None
+    if not path.exists():
+        raise ImportFailed(f"{src} does not exist.")
+    return import_zip(path, name, label_csv=csv_bytes, **kw)
+
+
+def last_report(name: str) -> dict | None:
+    """The most recent import report of a dataset, if any."""
+    path = workspace.dataset_dir(name) / "imports.jsonl"
+    if not path.exists():
+        return None
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else None

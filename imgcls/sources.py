@@ -1,0 +1,202 @@
+"""Where images come from: ZIP archives, server folders and in-memory uploads, read safely."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import stat
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .images import DEFAULT_MAX_PIXELS
+
+ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"}
+SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """Caps that protect the server from hostile or accidental huge uploads."""
+
+    max_total_bytes: int = 4 * 1024**3  # uncompressed size of everything imported at once
+    max_files: int = 200_000
+    max_ratio: float = 200.0  # photos barely compress; a member that shrinks 200× is a bomb
+    max_file_bytes: int = 200 * 1024**2
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class SourceError(Exception):
+    """A source that cannot be imported at all (not a ZIP, a bomb, missing, …)."""
+
+
+@dataclass
+class Entry:
+    """One candidate file: its path inside the source and a way to read its bytes."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes]
+
+
+@dataclass
+class Listing:
+    """The files of a source, and those set aside before reading (with reasons)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    ignored: int = 0  # hidden and system files, dropped without comment
+
+    def skip(self, name: str, reason: str, detail: str) -> None:
+        """Record a file set aside."""
+        self.skipped.append({"file": name, "reason": reason, "detail": detail})
+
+
+def clean_parts(name: str) -> list[str]:
+    """Split an archive path into NFC-normalised parts (backslashes count as separators)."""
+    return [unicodedata.normalize("NFC", p) for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def is_hidden(parts: Iterable[str]) -> bool:
+    """macOS resource forks, dot-files and Windows thumbnail databases."""
+    return any(p.startswith(".") or p == "__MACOSX" or p.lower() in SYSTEM_FILES for p in parts)
+
+
+def _unsafe(name: str) -> bool:
+    """Absolute paths, drive letters and '..' would escape the folder if extracted."""
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or bool(re.match(r"^[A-Za-z]:", norm)) or ".." in norm.split("/")
+
+
+def _check_member(info: zipfile.ZipInfo, limits: ImportLimits) -> tuple[str, str] | None:
+    """Why a ZIP member must not be read, or None when it is fine."""
+    mode = info.external_attr >> 16
+    if _unsafe(info.filename):
+        return "unsafe path", "the path points outside the archive folder ('..' or absolute)"
+    if stat.S_ISLNK(mode):
+        return "symlink", "symbolic links are not followed"
+    if Path(info.filename).suffix.lower() in ARCHIVE_SUFFIXES:
+        return "nested archive", "archives inside the archive are not opened; upload it separately"
+    if info.flag_bits & 0x1:
+        return "encrypted", "the file is password-protected"
+    if info.file_size > limits.max_file_bytes:
+        return "too large", f"{info.file_size:,} bytes is over the per-file limit of {limits.max_file_bytes:,}"
+    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+        ratio = info.file_size / info.compress_size
+        return "zip bomb", f"compresses {ratio:,.0f}:1, over the limit of {limits.max_ratio:,.0f}:1"
+    return None
+
+
+def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
+    return lambda: zf.read(info)
+
+
+def list_zip(zf: zipfile.ZipFile, limits: ImportLimits, label: str = "archive") -> Listing:
+    """List the usable members of an open ZIP, refusing archives over the caps."""
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > limits.max_files:
+        raise SourceError(f"{label} holds {len(infos):,} files, over the limit of {limits.max_files:,}.")
+    listing = Listing()
+    total = 0
+    for info in infos:
+        parts = clean_parts(info.filename)
+        if is_hidden(parts):
+            listing.ignored += 1
+            continue
+        problem = _check_member(info, limits)
+        if problem:
+            listing.skip(info.filename, *problem)
+            continue
+        total += info.file_size
+        listing.entries.append(Entry("/".join(parts), info.file_size, _zip_reader(zf, info)))
+    if total > limits.max_total_bytes:
+        raise SourceError(
+            f"{label} would unpack to {total:,} bytes, over the limit of {limits.max_total_bytes:,} "
+            "(a ZIP bomb, or simply too big to import at once)."
+        )
+    return listing
+
+
+def open_zip(src, label: str) -> zipfile.ZipFile:
+    """Open a ZIP from a path, bytes or file object, with a plain error when it is not one."""
+    if isinstance(src, (bytes, bytearray)):
+        src = io.BytesIO(src)
+    try:
+        return zipfile.ZipFile(src)
+    except zipfile.BadZipFile:
+        raise SourceError(f"{label} is not a ZIP archive (or it is damaged).")
+    except FileNotFoundError:
+        raise SourceError(f"{label} does not exist.")
+
+
+def _file_reader(path: Path) -> Callable[[], bytes]:
+    return lambda: path.read_bytes()
+
+
+def list_folder(root: Path, limits: ImportLimits) -> Listing:
+    """List the image candidates in a folder on the server, never following symlinks."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceError(f"{root} is not a folder on the server.")
+    listing = Listing()
+    count = total = 0
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden([d]))
+        for fname in sorted(filenames):
+            rel = (rel_dir / fname).as_posix()
+            path = Path(dirpath) / fname
+            if is_hidden(clean_parts(rel)):
+                listing.ignored += 1
+                continue
+            count += 1
+            if count > limits.max_files:
+                raise SourceError(f"{root} holds more than {limits.max_files:,} files, the limit for one import.")
+            if path.is_symlink():
+                listing.skip(rel, "symlink", "symbolic links are not followed")
+                continue
+            if path.suffix.lower() in ARCHIVE_SUFFIXES:
+                listing.skip(rel, "nested archive", "archives inside the folder are not opened; import it separately")
+                continue
+            size = path.stat().st_size
+            total += size
+            listing.entries.append(Entry("/".join(clean_parts(rel)), size, _file_reader(path)))
+    if total > limits.max_total_bytes:
+        raise SourceError(f"{root} holds {total:,} bytes, over the limit of {limits.max_total_bytes:,}.")
+    return listing
+
+
+def list_memory(files: Iterable[tuple[str, bytes]]) -> Listing:
+    """List uploaded or generated files held in memory."""
+    listing = Listing()
+    for name, data in files:
+        parts = clean_parts(name)
+        if is_hidden(parts):
+            listing.ignored += 1
+            continue
+        listing.entries.append(Entry("/".join(parts), len(data), (lambda d=data: d)))
+    return listing
+
+
+def read_label_csv(data: bytes, label: str = "CSV") -> list[dict]:
+    """Rows of filename,label[,split] from CSV bytes; a header row is optional."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"{label} is not UTF-8 text.")
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if rows and rows[0] and rows[0][0].strip().lower() in ("filename", "file", "path", "image"):
+        rows = rows[1:]
+    out = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise SourceError(f"{label}, row {number}: expected 'filename,label[,split]', got {row!r}.")
+        split = row[2].strip() if len(row) > 2 else ""
+        out.append({"file": row[0].strip(), "label": row[1].strip(), "split": split})
+    if not out:
+        raise SourceError(f"{label} has no rows of filename,label.")
+    return out

@@ -1,0 +1,164 @@
+"""The on-disk workspace: datasets, runs and caches under IMGCLS_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST_COLUMNS = [
+    "path", "label", "split", "hash", "width", "height", "excluded", "source", "format", "bytes",
+]
+SPLITS = ("train", "val", "test")
+_NAME_RE = re.compile(r"^[\w][\w .+-]{0,63}$", re.UNICODE)
+
+
+class WorkspaceError(Exception):
+    """A workspace operation that cannot go ahead, with a plain message."""
+
+
+def home() -> Path:
+    """The workspace root (IMGCLS_HOME, default ./workspace)."""
+    root = Path(os.environ.get("IMGCLS_HOME", "workspace")).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def datasets_dir() -> Path:
+    """Folder holding one subfolder per dataset."""
+    path = home() / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(kind: str) -> Path:
+    """A cache folder (thumbnails, features, …) shared by all datasets."""
+    path = home() / "cache" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_name(name: str) -> str:
+    """Return a cleaned dataset name or raise WorkspaceError saying why it is not usable."""
+    name = unicodedata.normalize("NFC", (name or "").strip())
+    if not name:
+        raise WorkspaceError("A dataset needs a name.")
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise WorkspaceError(
+            f"'{name}' cannot be a dataset name: use letters, digits, spaces, '.', '-', '+' or '_' "
+            "(at most 64 characters, not starting with a dot or dash)."
+        )
+    return name
+
+
+def dataset_dir(name: str) -> Path:
+    """Folder of one dataset (it may not exist yet)."""
+    return datasets_dir() / check_name(name)
+
+
+def list_datasets() -> list[str]:
+    """Names of the datasets in the workspace, sorted."""
+    return sorted(
+        p.name for p in datasets_dir().iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.csv").exists()
+    )
+
+
+def dataset_exists(name: str) -> bool:
+    """Whether a dataset of that name is in the workspace."""
+    try:
+        return (dataset_dir(name) / "manifest.csv").exists()
+    except WorkspaceError:
+        return False
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so readers see either the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """Atomic JSON write, pretty-printed and UTF-8."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path, default=None):
+    """Read a JSON file, or return default when it is missing."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+
+
+def write_manifest(folder: Path, df: pd.DataFrame) -> None:
+    """Save a dataset's manifest atomically."""
+    atomic_write_text(Path(folder) / "manifest.csv", df[MANIFEST_COLUMNS].to_csv(index=False))
+
+
+def read_manifest(name_or_folder) -> pd.DataFrame:
+    """Load a dataset's manifest (labels kept as text, even '0'…'9')."""
+    folder = Path(name_or_folder) if isinstance(name_or_folder, Path) else dataset_dir(name_or_folder)
+    path = folder / "manifest.csv"
+    if not path.exists():
+        raise WorkspaceError(f"There is no dataset '{folder.name}' in the workspace.")
+    df = pd.read_csv(
+        path,
+        dtype={"path": str, "label": str, "split": str, "hash": str, "source": str, "format": str},
+        keep_default_na=False,
+    )
+    df["excluded"] = df["excluded"].astype(str).str.lower().isin(["true", "1"])
+    return df
+
+
+def rename_dataset(old: str, new: str) -> str:
+    """Rename a dataset folder; refuses to overwrite another dataset."""
+    src, dst = dataset_dir(old), dataset_dir(new)
+    if not src.exists():
+        raise WorkspaceError(f"There is no dataset '{old}' to rename.")
+    if dst.exists():
+        raise WorkspaceError(f"A dataset named '{dst.name}' already exists; choose another name.")
+    os.replace(src, dst)
+    return dst.name
+
+
+def delete_dataset(name: str) -> None:
+    """Delete a dataset: moved aside atomically first, so a crash never leaves half a dataset."""
+    src = dataset_dir(name)
+    if not src.exists():
+        raise WorkspaceError(f"There is no dataset '{name}' to delete.")
+    trash = datasets_dir() / f".deleting-{src.name}-{os.getpid()}"
+    os.replace(src, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def settings() -> dict:
+    """Small app-wide settings (such as the active dataset), kept across restarts."""
+    return read_json(home() / "settings.json", {}) or {}
+
+
+def save_setting(key: str, value) -> None:
+    """Store one app-wide setting."""
+    data = settings()
+    data[key] = value
+    atomic_write_json(home() / "settings.json", data)
