@@ -20,7 +20,8 @@ from . import samples, workspace
 from .images import ImageProblem, inspect, is_image_name
 from .sources import (Entry, ImportLimits, Listing, SourceError, clean_parts, list_folder,
                       list_memory, list_zip, open_zip, read_label_csv)
-from .splits import DEFAULT_RATIOS, assign_splits, normalise_split
+from .layout import Target, place_by_csv, place_by_folders
+from .splits import DEFAULT_RATIOS, assign_splits
 
 Progress = Callable[[float, str], None]
 EXTENSION_FOR = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "DIB": ".bmp",
@@ -63,62 +64,6 @@ class ImportReport:
         return out
 
 
-@dataclass
-class _Target:
-    """Where an import is placed: a label and split per entry, or the reason it is skipped."""
-
-    label: str = ""
-    split: str = ""
-    reason: str = ""
-    detail: str = ""
-
-
-def _strip_wrapper(parts: list[list[str]]) -> list[list[str]]:
-    """Drop one folder that wraps everything, e.g. 'hymenoptera_data/train/ants/…'."""
-    if parts and all(len(p) >= 3 for p in parts):
-        tops = {p[0] for p in parts}
-        if len(tops) == 1 and normalise_split(next(iter(tops))) is None:
-            return [p[1:] for p in parts]
-    return parts
-
-
-def place_by_folders(names: list[str]) -> dict[str, _Target]:
-    """Read labels (and splits, when given) from folder names: [wrapper/][split/]class/…/file."""
-    images = [n for n in names if is_image_name(n)]
-    stripped = dict(zip(images, _strip_wrapper([clean_parts(n) for n in images])))
-    tops = {p[0] for p in stripped.values() if len(p) >= 2}
-    by_split = bool(tops) and all(normalise_split(t) for t in tops)
-    out = {}
-    for name, parts in stripped.items():
-        if by_split:
-            parts = parts if len(parts) >= 3 else []
-            split = normalise_split(parts[0]) if parts else ""
-            parts = parts[1:]
-        else:
-            split = ""
-        if len(parts) < 2 or not parts[0].strip():
-            out[name] = _Target(reason="not in a class folder",
-                                detail="put each image in a folder named after its class")
-        else:
-            out[name] = _Target(label=parts[0].strip(), split=split or "")
-    return out
-
-
-def place_by_csv(names: list[str], rows: list[dict]) -> dict[str, _Target]:
-    """Labels from a filename,label[,split] table; files are matched by path, then by file name."""
-    by_path = {"/".join(clean_parts(r["file"])): r for r in rows}
-    base_counts = Counter(Path(n).name for n in names)
-    by_base = {Path(k).name: r for k, r in by_path.items()}
-    out = {}
-    for name in names:
-        row = by_path.get(name) or (by_base.get(Path(name).name) if base_counts[Path(name).name] == 1 else None)
-        if row is None:
-            out[name] = _Target(reason="not in the CSV", detail="the CSV gives no label for this file")
-        else:
-            out[name] = _Target(label=row["label"], split=normalise_split(row["split"]) or "")
-    return out
-
-
 def _why_not_image(name: str) -> tuple[str, str]:
     ext = Path(name).suffix.lower() or "(no extension)"
     if ext in (".heic", ".heif"):
@@ -138,13 +83,13 @@ class _Importer:
 
     def __init__(self, folder: Path, report: ImportReport, limits: ImportLimits, known: dict[str, str]):
         self.folder, self.report, self.limits = folder, report, limits
-        self.seen = dict(known)  # content hash → first file with that content
+        self.seen = dict(known)  # content hash → (first file with that content, its label)
         self.rows: list[dict] = []
 
     def skip(self, name: str, reason: str, detail: str) -> None:
         self.report.skipped_files.append({"file": name, "reason": reason, "detail": detail})
 
-    def add(self, entry: Entry, target: _Target) -> None:
+    def add(self, entry: Entry, target: Target) -> None:
         if target.reason:
             return self.skip(entry.name, target.reason, target.detail)
         if not is_image_name(entry.name):
@@ -153,11 +98,14 @@ class _Importer:
             data = _read(entry)
             digest = hashlib.sha256(data).hexdigest()
             if digest in self.seen:
-                return self.skip(entry.name, "duplicate", f"same content as {self.seen[digest]}; kept once")
+                first, first_label = self.seen[digest]
+                clash = f", but labelled '{first_label}' there and '{target.label}' here" \
+                    if first_label != target.label else ""
+                return self.skip(entry.name, "duplicate", f"same content as {first}{clash}; kept once")
             info, _ = inspect(data, self.limits.max_pixels)
         except ImageProblem as problem:
             return self.skip(entry.name, problem.reason, str(problem))
-        self.seen[digest] = entry.name
+        self.seen[digest] = (entry.name, target.label)
         rel = f"images/{digest[:20]}{EXTENSION_FOR.get(info.format, '.img')}"
         dest = self.folder / rel
         if not dest.exists():
@@ -201,12 +149,15 @@ def _record(folder: Path, report: ImportReport) -> None:
     workspace.atomic_write_text(path, old + json.dumps(report.to_json(), ensure_ascii=False) + "\n")
 
 
-def import_listing(listing: Listing, name: str, source: str, *, places: dict[str, _Target] | None = None,
+def import_listing(listing: Listing, name: str, source: str, *, places: dict[str, Target] | None = None,
                    label: str | None = None, add: bool = False, seed: int = 0, ratios=DEFAULT_RATIOS,
                    limits: ImportLimits = ImportLimits(), progress: Progress | None = None) -> ImportReport:
     """Import listed files into a new dataset (or add them to an existing one when add=True)."""
     started = time.perf_counter()
-    name = workspace.check_name(name)
+    try:
+        name = workspace.check_name(name)
+    except workspace.WorkspaceError as exc:
+        raise ImportFailed(str(exc))
     final = workspace.dataset_dir(name)
     exists = workspace.dataset_exists(name)
     if exists and not add:
@@ -215,13 +166,13 @@ def import_listing(listing: Listing, name: str, source: str, *, places: dict[str
     folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped))
-    known = {} if old is None else dict(zip(old["hash"], old["source"]))
+    known = {} if old is None else {h: (s, lb) for h, s, lb in zip(old["hash"], old["source"], old["label"])}
     importer = _Importer(folder, report, limits, known)
     places = places if places is not None else place_by_folders([e.name for e in listing.entries])
     total = max(len(listing.entries), 1)
     try:
         for i, entry in enumerate(listing.entries):
-            target = _Target(label=label.strip()) if label else places.get(entry.name, _Target(
+            target = Target(label=label.strip()) if label else places.get(entry.name, Target(
                 reason="unsupported format", detail=_why_not_image(entry.name)[1]))
             importer.add(entry, target)
             if progress and (i % 8 == 0 or i + 1 == total):
@@ -259,13 +210,18 @@ def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | 
         raise ImportFailed(str(exc))
 
 
-def import_folder(path, name: str, *, limits: ImportLimits = ImportLimits(), **kw) -> ImportReport:
-    """Import a folder on the server laid out as class folders (optionally inside split folders)."""
+def import_folder(path, name: str, *, label_csv: bytes | None = None, limits: ImportLimits = ImportLimits(),
+                  **kw) -> ImportReport:
+    """Import a folder on the server laid out as class folders (optionally inside split folders),
+    or of images labelled by a CSV."""
     try:
         listing = list_folder(Path(path).expanduser(), limits)
+        places = None
+        if label_csv is not None:
+            places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
     except SourceError as exc:
         raise ImportFailed(str(exc))
-    return import_listing(listing, name, str(path), limits=limits, **kw)
+    return import_listing(listing, name, str(path), places=places, limits=limits, **kw)
 
 
 def import_files(files: Iterable[tuple[str, bytes]], name: str, label: str, **kw) -> ImportReport:
@@ -291,12 +247,15 @@ def import_source(src: str, name: str | None = None, labels: str | None = None, 
     if src.startswith("sample:"):
         return import_sample(src.split(":", 1)[1], name, **kw)
     path = Path(src).expanduser()
-    name = name or path.stem
-    if path.is_dir():
-        return import_folder(path, name, **kw)
-    csv_bytes = Path(labels).read_bytes() if labels else None
+    name = name or workspace.suggest_name(path.stem)
     if not path.exists():
         raise ImportFailed(f"{src} does not exist.")
+    try:
+        csv_bytes = Path(labels).expanduser().read_bytes() if labels else None
+    except OSError as exc:
+        raise ImportFailed(f"The labels file {labels} cannot be read ({exc.strerror or exc}).")
+    if path.is_dir():
+        return import_folder(path, name, label_csv=csv_bytes, **kw)
     return import_zip(path, name, label_csv=csv_bytes, **kw)
 
 

@@ -69,7 +69,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Make any PIL image RGB: orientation from EXIF, alpha onto white, 16-bit scaled to 8-bit."""
-    img = ImageOps.exif_transpose(img)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # unreadable EXIF (struct.error, SyntaxError, …): the pixels are fine, keep them as stored
+        pass
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode != "F" and arr.max() > 255 else 255.0

@@ -17,6 +17,9 @@ from .images import DEFAULT_MAX_PIXELS
 
 ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"}
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
+# Below this size a member cannot hurt whatever it compresses to; flat BMP/TIFF images deflate
+# hundreds of times, so the ratio cap only applies to members bigger than this.
+RATIO_FLOOR_BYTES = 1024**2
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def _check_member(info: zipfile.ZipInfo, limits: ImportLimits) -> tuple[str, str
         return "encrypted", "the file is password-protected"
     if info.file_size > limits.max_file_bytes:
         return "too large", f"{info.file_size:,} bytes is over the per-file limit of {limits.max_file_bytes:,}"
-    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+    if (info.file_size > RATIO_FLOOR_BYTES and info.compress_size
+            and info.file_size / info.compress_size > limits.max_ratio):
         ratio = info.file_size / info.compress_size
         return "zip bomb", f"compresses {ratio:,.0f}:1, over the limit of {limits.max_ratio:,.0f}:1"
     return None
@@ -104,7 +108,7 @@ def list_zip(zf: zipfile.ZipFile, limits: ImportLimits, label: str = "archive") 
     total = 0
     for info in infos:
         parts = clean_parts(info.filename)
-        if is_hidden(parts):
+        if is_hidden(parts) and not _unsafe(info.filename):  # '..' starts with a dot: report it, never ignore it
             listing.ignored += 1
             continue
         problem = _check_member(info, limits)

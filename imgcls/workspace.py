@@ -57,6 +57,14 @@ def check_name(name: str) -> str:
     return name
 
 
+def suggest_name(text: str) -> str:
+    """A usable dataset name made from a file name ('photos (1)' → 'photos-1')."""
+    text = unicodedata.normalize("NFC", text or "")
+    cleaned = re.sub(r"[^\w .+-]+", "-", text, flags=re.UNICODE).strip(" .-+")
+    cleaned = re.sub(r"-{2,}", "-", cleaned)[:64].strip(" .-+")
+    return cleaned or "dataset"
+
+
 def dataset_dir(name: str) -> Path:
     """Folder of one dataset (it may not exist yet)."""
     return datasets_dir() / check_name(name)

@@ -91,3 +91,24 @@ def test_list_backbones():
 def test_unknown_backbone_lists_known_names():
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         create_model("not_a_backbone", 3)
+
+
+def test_cached_weights_load_without_network(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    # A hand-made hub cache entry, laid out the way huggingface_hub stores downloads.
+    reference = create_model("resnet18", 1000, pretrained=False).state_dict()
+    snapshot = tmp_path / "models--timm--resnet18.a1_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file(reference, str(snapshot / "model.safetensors"))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    weights = {b["name"]: b["weights"] for b in list_backbones()}
+    assert weights["resnet18"] == "cached"
+    model = create_model("resnet18", 3)
+    assert torch.equal(model.conv1.weight, reference["conv1.weight"])
+    assert model.get_classifier().out_features == 3
