@@ -71,6 +71,53 @@ def cmd_backbones(args) -> dict:
     return {"backbones": rows}
 
 
+def cmd_train(args) -> dict:
+    """Train a classifier on a dataset (or run/resume a prepared run) and report the result."""
+    from . import runs
+    from .train import TrainConfig, prepare_run, run
+
+    echo = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    if args.run or args.resume:
+        run_id = args.run or args.resume
+        runs.read_config(run_id)
+    else:
+        if not args.dataset:
+            raise ValueError("Say which dataset to train on: --dataset NAME.")
+        config = TrainConfig(dataset=args.dataset, backbone=args.backbone, strategy=args.strategy,
+                             epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, img_size=args.img_size,
+                             augment=args.augment, seed=args.seed, device=args.device, compile=args.compile,
+                             workers=args.workers)
+        run_id = prepare_run(config)
+        echo(f"Run {run_id}: {runs.run_dir(run_id)}")
+    result = run(run_id, echo=echo, resume=bool(args.resume))
+    if not args.json:
+        print(f"Done: validation accuracy {result['val_accuracy']:.3f}, loss {result['val_loss']:.3f}, "
+              f"{result['epochs']} epochs in {result['seconds']:.1f} s on {result['device']}.")
+    return result
+
+
+def cmd_runs(args) -> dict:
+    """List training runs with their state."""
+    from . import runs
+
+    rows = [{"run": r, **{k: runs.read_status(r).get(k) for k in ("state", "progress", "message")}}
+            for r in runs.list_runs()]
+    if not args.json:
+        for row in rows:
+            print(f"{row['run']:<48} {row['state'] or '?':<12} {row['message'] or ''}")
+    return {"runs": rows}
+
+
+def cmd_stop(args) -> dict:
+    """Stop a running or queued training job."""
+    from .jobs import stop
+
+    status = stop(args.run)
+    if not args.json:
+        print(f"{args.run}: {status.get('state')}")
+    return {"run": args.run, "state": status.get("state")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
     parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
@@ -98,6 +145,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="confirm")
     p.set_defaults(func=cmd_delete)
     verbs.add_parser("backbones", help="list backbones").set_defaults(func=cmd_backbones)
+
+    p = verbs.add_parser("train", help="train a classifier on a dataset")
+    p.add_argument("--dataset", help="dataset name")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--strategy", default="linear", choices=["linear", "finetune", "full", "scratch"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", help="learning rate, or 'auto' for the learning-rate finder")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--augment", default="light", help="none, light, medium, heavy, or a pipeline JSON/YAML file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (default: automatic)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # a run prepared by the app
+    p.set_defaults(func=cmd_train)
+    verbs.add_parser("runs", help="list training runs").set_defaults(func=cmd_runs)
+    p = verbs.add_parser("stop", help="stop a training run")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_stop)
     for sub in verbs.choices.values():
         sub.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser

@@ -1,0 +1,67 @@
+"""Augmentation pipelines, kept as albumentations data so they can be saved, shown and reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import albumentations as A
+
+PRESETS = ("none", "light", "medium", "heavy")
+
+
+def preset_transforms(preset: str, img_size: int) -> list:
+    """The transforms of a named preset, for square inputs of img_size pixels."""
+    size = (img_size, img_size)
+    if preset == "none":
+        return []
+    light = [A.RandomResizedCrop(size=size, scale=(0.6, 1.0), p=1.0), A.HorizontalFlip(p=0.5)]
+    if preset == "light":
+        return light
+    medium = light + [
+        A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+        A.HueSaturationValue(hue_shift_limit=5, sat_shift_limit=20, val_shift_limit=10, p=0.3),
+    ]
+    if preset == "medium":
+        return medium
+    if preset == "heavy":
+        return medium + [
+            A.GaussianBlur(blur_limit=(3, 5), p=0.2),
+            A.GaussNoise(std_range=(0.02, 0.08), p=0.2),
+            A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15),
+                            hole_width_range=(0.05, 0.15), p=0.3),
+        ]
+    raise ValueError(f"Unknown augmentation preset '{preset}': choose one of {', '.join(PRESETS)}, or a JSON file.")
+
+
+def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None) -> A.Compose:
+    """A Compose from a preset name, a saved albumentations dict, or a path to a JSON/YAML file."""
+    if isinstance(spec, dict):
+        return _from_dict(spec, seed)
+    if spec in PRESETS:
+        return A.Compose(preset_transforms(spec, img_size), seed=seed)
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(f"Unknown augmentation '{spec}': use none, light, medium, heavy or a pipeline file.")
+    try:
+        loaded = A.load(str(path), data_format="yaml" if path.suffix in (".yaml", ".yml") else "json")
+    except Exception as exc:  # albumentations raises many kinds of errors on a malformed file
+        raise ValueError(f"{path.name} is not a valid augmentation pipeline ({exc}).")
+    return _from_dict(A.to_dict(loaded), seed)
+
+
+def _from_dict(data: dict, seed: int | None) -> A.Compose:
+    try:
+        pipeline = A.from_dict(data)
+    except Exception as exc:
+        raise ValueError(f"The augmentation pipeline could not be read ({exc}).")
+    if not isinstance(pipeline, A.Compose):
+        pipeline = A.Compose([pipeline])
+    pipeline.set_random_seed(seed) if seed is not None else None
+    return pipeline
+
+
+def pipeline_to_dict(pipeline: A.Compose) -> dict:
+    """The pipeline as albumentations' own serialisable dict (what config.json records)."""
+    return json.loads(json.dumps(A.to_dict(pipeline)))

@@ -1,0 +1,89 @@
+"""Training jobs as background processes: start, queue (one per device), stop, re-attach.
+
+A process rather than a thread: a crash or out-of-memory kills only the job, Stop is immediate, and the
+job outlives a browser refresh or a server restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import runs, workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def device_lock(device: str, on_wait=None):
+    """Hold the lock of one device for the duration of a job; others wait (queued) meanwhile."""
+    path = workspace.home() / "locks" / f"{device.split(':')[0]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)  # the kernel drops the lock if the holder dies
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def start(run_id: str, extra_args: list[str] | None = None) -> int:
+    """Start `python -m imgcls train --run RUN` in the background and record its pid."""
+    folder = runs.run_dir(run_id)
+    log = open(folder / "log.txt", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgcls", "train", "--run", run_id, *(extra_args or [])],
+        cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(workspace.home()), PYTHONUNBUFFERED="1"),
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: a server restart does not take it down
+    )
+    log.close()
+    runs.write_status(run_id, pid=proc.pid)
+    return proc.pid
+
+
+def stop(run_id: str, grace_s: float = 1.5) -> dict:
+    """Stop a run within about two seconds; the best checkpoint already on disk is kept."""
+    status = runs.read_status(run_id)
+    pid = status.get("pid")
+    if status.get("state") not in runs.ACTIVE_STATES or not runs.pid_alive(pid):
+        return status
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and runs.pid_alive(pid):
+        time.sleep(0.05)
+    if runs.pid_alive(pid):  # still inside a long tensor operation: end it now
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid), signal.SIGKILL)
+        time.sleep(0.1)
+    if runs.read_status(run_id).get("state") not in ("cancelled", "done", "failed"):
+        runs.write_status(run_id, state="cancelled", message="Stopped by the user; the best model so far is kept.")
+    return runs.read_status(run_id)
+
+
+def queue_position(run_id: str) -> int:
+    """1 for the first run waiting for its device, 2 for the next, …; 0 when not queued."""
+    status = runs.read_status(run_id)
+    if status.get("state") != "queued":
+        return 0
+    waiting = [r for r in runs.list_runs() if runs.read_status(r).get("state") == "queued"
+               and runs.read_status(r).get("device") == status.get("device")]
+    waiting.sort(key=lambda r: runs.read_status(r).get("created", 0))
+    return waiting.index(run_id) + 1 if run_id in waiting else 0
+
+
+def active_runs() -> list[str]:
+    """Runs queued or running right now."""
+    return [r for r in runs.list_runs() if runs.read_status(r).get("state") in runs.ACTIVE_STATES]

@@ -1,0 +1,156 @@
+"""The training steps: datasets over the decoded cache, one epoch, evaluation, the LR finder."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .imgcache import center_crop, to_tensor
+
+
+class Cancelled(Exception):
+    """The user asked the run to stop."""
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images from the decoded cache, augmented on the fly, as uint8 H×W×3 and a class index."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, img_size: int, pipeline=None):
+        self.images, self.labels, self.img_size, self.pipeline = images, labels, img_size, pipeline
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.images[i]
+        if self.pipeline is not None:
+            img = self.pipeline(image=img)["image"]
+        return fit_size(img, self.img_size), int(self.labels[i])
+
+
+def fit_size(img: np.ndarray, size: int) -> np.ndarray:
+    """Bring an augmented image to size×size: centre crop if larger, resize if smaller."""
+    h, w = img.shape[:2]
+    if h >= size and w >= size:
+        return np.ascontiguousarray(center_crop(img, size))
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def seed_worker(_worker_id: int) -> None:
+    """Give each DataLoader worker its own, reproducible augmentation stream."""
+    info = torch.utils.data.get_worker_info()
+    seed = info.seed % 2**32
+    np.random.seed(seed)
+    if getattr(info.dataset, "pipeline", None) is not None:
+        info.dataset.pipeline.set_random_seed(seed)
+
+
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to 1% of the peak learning rate."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(warmup_steps, 1)
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_one_epoch(model, loader: Iterable, optimizer, scheduler, loss_fn, prep: Callable, *,
+                    should_stop: Callable[[], bool], on_step: Callable[[dict], None] | None = None,
+                    autocast=None, scaler=None) -> dict:
+    """One pass over the training data; returns mean loss, accuracy and images per second."""
+    model.train()
+    freeze_frozen_batchnorm(model)
+    total_loss = correct = seen = 0
+    start = time.perf_counter()
+    for step, (xb, yb) in enumerate(loader):
+        if should_stop():
+            raise Cancelled()
+        x, y = prep(xb), yb.to(next(model.parameters()).device, non_blocking=True)
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("The loss became NaN or infinite: lower the learning rate and try again.")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        n = len(y)
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        if on_step:
+            on_step({"step": step, "loss": loss.item(), "lr": optimizer.param_groups[-1]["lr"], "images": seen,
+                     "seconds": time.perf_counter() - start})
+    seconds = time.perf_counter() - start
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "images_per_second": seen / max(seconds, 1e-9), "seconds": seconds}
+
+
+def freeze_frozen_batchnorm(model: torch.nn.Module) -> None:
+    """BatchNorm layers whose weights are frozen also keep their running statistics frozen."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters(recurse=False)):
+                module.eval()
+
+
+@torch.no_grad()
+def predict_arrays(model, images: np.ndarray, img_size: int, mean, std, device, batch_size: int = 64,
+                   autocast=None, channels_last: bool = False) -> np.ndarray:
+    """Class probabilities for cached images (centre crop, no augmentation)."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(center_crop(images[start:start + batch_size], img_size), mean, std, device, channels_last)
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            out.append(model(x).float().softmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def score(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Validation loss (plain cross-entropy) and accuracy from probabilities."""
+    if len(labels) == 0:
+        return {"val_loss": float("nan"), "val_accuracy": float("nan")}
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return {"val_loss": float(-np.log(p).mean()), "val_accuracy": float((probs.argmax(1) == labels).mean())}
+
+
+def lr_find(step_at: Callable[[float], float], start: float = 1e-6, end: float = 1.0, steps: int = 60) -> dict:
+    """Sweep the learning rate exponentially, one step each, and suggest the steepest descent point."""
+    lrs, losses, smooth = [], [], None
+    for i in range(steps):
+        lr = start * (end / start) ** (i / max(steps - 1, 1))
+        loss = step_at(lr)
+        if not math.isfinite(loss):
+            break
+        smooth = loss if smooth is None else 0.8 * smooth + 0.2 * loss
+        lrs.append(lr)
+        losses.append(smooth)
+        if smooth > 4 * min(losses) and i > 5:
+            break
+    return {"lrs": lrs, "losses": losses, "suggestion": suggest_lr(lrs, losses)}
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """The learning rate where the smoothed loss falls fastest, before its minimum."""
+    if len(lrs) < 4:
+        return 1e-3
+    stop = int(np.argmin(losses))
+    if stop < 3:
+        return lrs[stop] / 10
+    slopes = np.gradient(np.asarray(losses[:stop + 1]), np.log(np.asarray(lrs[:stop + 1])))
+    return float(lrs[int(np.argmin(slopes))])

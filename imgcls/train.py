@@ -1,0 +1,238 @@
+"""Training runs: configuration, data checks, the four strategies, and the run folder they fill."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import imgcache, jobs, runs, workspace
+from .augment import build_pipeline, pipeline_to_dict
+from .heads import fit_head, head_lr_find
+from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
+from .netfit import fit_network
+
+STRATEGIES = {
+    "linear": "Keep the pretrained network frozen and train only its last layer: done in seconds, "
+              "and strong when your photos look like everyday photos.",
+    "finetune": "Train the last layer first, then let the top of the network adjust too, earlier layers "
+                "more gently: usually the most accurate.",
+    "full": "Let every layer of the pretrained network learn: slower, and it needs more images to pay off.",
+    "scratch": "Start from random weights with no pretraining: a comparison that shows what transfer "
+               "learning buys you.",
+}
+DEFAULTS = {
+    "linear": {"epochs": 60, "lr": 3e-3, "patience": 10, "batch_size": 64},
+    "finetune": {"epochs": 6, "lr": 1e-3, "patience": 3, "batch_size": 32},
+    "full": {"epochs": 8, "lr": 5e-4, "patience": 3, "batch_size": 32},
+    "scratch": {"epochs": 30, "lr": 2e-3, "patience": 6, "batch_size": 32},
+}
+IMBALANCE_LIMIT = 3.0  # past 3:1 between the largest and smallest class, the loss is reweighted
+
+
+class TrainError(Exception):
+    """A run that cannot start or cannot go on, with a plain explanation."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; saved as config.json so the run can be reproduced."""
+
+    dataset: str
+    backbone: str = DEFAULT_BACKBONE
+    strategy: str = "linear"
+    epochs: int | None = None
+    lr: float | str | None = None  # None: the strategy's default; "auto": the learning-rate finder
+    batch_size: int | None = None
+    img_size: int | None = None
+    augment: str | dict = "light"
+    seed: int = 0
+    device: str = "auto"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    patience: int | None = None
+    layer_decay: float = 0.7
+    unfreeze: int = 8
+    head_epochs: int = 30
+    compile: bool = False
+    workers: int | None = None
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the strategy's defaults filled in."""
+        if self.strategy not in STRATEGIES:
+            raise TrainError(f"Unknown strategy '{self.strategy}': choose {', '.join(STRATEGIES)}.")
+        d = DEFAULTS[self.strategy]
+        lr = self.lr if self.lr not in (None, "") else d["lr"]
+        if lr != "auto":
+            lr = float(lr)
+        return dataclasses.replace(
+            self, epochs=self.epochs or d["epochs"], lr=lr, batch_size=self.batch_size or d["batch_size"],
+            patience=self.patience or d["patience"], device=resolve_device(self.device),
+        )
+
+
+def resolve_device(name: str) -> str:
+    """'auto' becomes cuda, mps or cpu, whichever this machine has."""
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("This machine has no CUDA GPU: choose device cpu (or auto).")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TrainError("This machine has no Apple GPU (mps): choose device cpu (or auto).")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise TrainError(f"Unknown device '{name}': choose auto, cpu, cuda or mps.")
+    return name
+
+
+def check_dataset(df) -> list[str]:
+    """Refuse datasets that cannot train, before anything starts; return plain notes otherwise."""
+    classes = sorted(df["label"].unique())
+    train, val = df[df["split"] == "train"], df[df["split"] == "val"]
+    if len(classes) < 2:
+        raise TrainError("Training needs at least two classes; this dataset has "
+                         f"{len(classes)}. Add images of another class on the Data page.")
+    if len(val) == 0:
+        raise TrainError("The validation split is empty, so progress cannot be measured. "
+                         "Move some images to 'val' on the Review page, or re-import without split folders.")
+    missing = sorted(set(classes) - set(train["label"]))
+    if missing:
+        raise TrainError(f"No training images for class {', '.join(repr(m) for m in missing)}: "
+                         "add some, or exclude the class.")
+    counts = train["label"].value_counts()
+    ratio = counts.max() / counts.min()
+    return [f"Classes are imbalanced ({ratio:.1f}:1), so the loss weights rarer classes more."] \
+        if ratio > IMBALANCE_LIMIT else []
+
+
+class Reporter:
+    """Writes progress to status.json and metrics.jsonl, and watches for a stop request."""
+
+    def __init__(self, run_id: str, total_units: float, echo: Callable[[str], None]):
+        self.run_id, self.total, self.echo = run_id, max(total_units, 1e-9), echo
+        self.done, self.started, self.stop_requested, self.last_write = 0.0, time.time(), False, 0.0
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+    def advance(self, units: float, message: str, force: bool = False, **fields) -> None:
+        """Count work done; update status.json at most a few times a second."""
+        self.done = min(self.done + units, self.total)
+        now = time.time()
+        if force or now - self.last_write > 0.5:
+            frac = self.done / self.total
+            eta = (now - self.started) * (1 - frac) / frac if frac > 0.02 else None
+            runs.write_status(self.run_id, progress=round(frac, 4), eta_seconds=eta, message=message, **fields)
+            self.last_write = now
+
+    def metric(self, record: dict) -> None:
+        runs.append_metrics(self.run_id, record)
+        if record.get("kind") == "epoch":
+            shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
+            self.echo(f"epoch {record.get('epoch')} {record.get('stage', '')}: {shown}")
+
+
+def prepare_run(config: TrainConfig) -> str:
+    """Check the dataset, resolve defaults and create the run folder (queued); return its id."""
+    cfg = config.resolved()
+    df = workspace.read_manifest(cfg.dataset)
+    df = df[~df["excluded"]]
+    notes = check_dataset(df)
+    dcfg = data_config(cfg.backbone)
+    img_size = cfg.img_size or int(dcfg["input_size"][-1])
+    pipeline = build_pipeline(cfg.augment, img_size)
+    run_id = runs.new_run_id(cfg.dataset, cfg.strategy)
+    folder = runs.run_dir(run_id)
+    folder.mkdir(parents=True)
+    saved = dataclasses.asdict(cfg) | {
+        "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
+        "augment_pipeline": pipeline_to_dict(pipeline), "weights": _weights_id(cfg),
+        "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
+    }
+    workspace.atomic_write_json(folder / "config.json", saved)
+    runs.write_status(run_id, state="queued", created=time.time(), device=cfg.device, progress=0.0,
+                      message="Waiting to start")
+    return run_id
+
+
+def _weights_id(cfg: TrainConfig) -> str:
+    if cfg.strategy == "scratch":
+        return "random"
+    return os.path.basename(bundled_weights_path()) if cfg.backbone == DEFAULT_BACKBONE else f"timm:{cfg.backbone}"
+
+
+def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) -> dict:
+    """Execute a prepared run in this process: wait for the device, train, write the results."""
+    config = runs.read_config(run_id)
+    device = config["device"]
+    runs.write_status(run_id, pid=os.getpid())
+    try:
+        with jobs.device_lock(device, on_wait=lambda: runs.write_status(run_id, state="queued",
+                                                                        message="Waiting for the device")):
+            runs.write_status(run_id, state="running", started=time.time(), message="Starting")
+            result = _execute(run_id, config, echo, resume)
+    except BaseException as exc:
+        state = "cancelled" if type(exc).__name__ == "Cancelled" else "failed"
+        message = ("Stopped by the user; the best model so far is kept." if state == "cancelled"
+                   else _plain_error(exc))
+        runs.write_status(run_id, state=state, message=message, finished=time.time())
+        raise
+    runs.write_status(run_id, state="done", progress=1.0, eta_seconds=0, finished=time.time(),
+                      message="Finished", result=result)
+    return result
+
+
+def _plain_error(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
+        return "The device ran out of memory: try a smaller batch size or image size."
+    return text
+
+
+def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
+    torch.manual_seed(config["seed"])
+    np.random.seed(config["seed"])
+    if config["device"] == "cpu":
+        torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    start = time.time()
+    df = workspace.read_manifest(config["dataset"])
+    df = df[~df["excluded"] & df["split"].isin(["train", "val"])].reset_index(drop=True)
+    classes = config["classes"]
+    labels = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    dcfg = config["data_config"]
+    side = imgcache.cache_size(config["img_size"], dcfg["crop_pct"])
+    total = _plan_units(config, df)
+    rep = Reporter(run_id, total, echo)
+    images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
+                                  df["hash"].tolist(), side, dcfg["interpolation"],
+                                  progress=lambda f, m: rep.advance(0, f"{m} {f:.0%}"))
+    split = df["split"].to_numpy()
+    data = {"images": images, "labels": labels, "hashes": df["hash"].tolist(), "split": split}
+    model = create_model(config["backbone"], len(classes), pretrained=config["strategy"] != "scratch")
+    if config["strategy"] in ("linear", "finetune"):
+        result = fit_head(model, data, config, run_id, rep)
+    if config["strategy"] != "linear":
+        result = fit_network(model, data, config, run_id, rep, resume=resume)
+    result.update(run=run_id, seconds=round(time.time() - start, 2), device=config["device"])
+    return result
+
+
+def _plan_units(config: dict, df) -> float:
+    """Work measured in training images seen, for progress and ETA (features count once)."""
+    n_train = int((df["split"] == "train").sum())
+    units = len(df)  # decoding and, where used, feature extraction
+    if config["strategy"] != "linear":
+        units += n_train * config["epochs"] * 3  # a backward pass costs about twice a forward
+    return float(units)
