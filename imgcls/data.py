@@ -74,8 +74,10 @@ def _why_not_image(name: str) -> tuple[str, str]:
 def _read(entry: Entry) -> bytes:
     try:
         return entry.read()
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise ImageProblem("corrupt archive member", f"could not be read from the source ({exc})")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ImageProblem("corrupt archive member", f"could not be unpacked from the archive ({exc})")
+    except OSError as exc:
+        raise ImageProblem("unreadable file", f"could not be read ({exc.strerror or exc})")
 
 
 class _Importer:
@@ -85,6 +87,7 @@ class _Importer:
         self.folder, self.report, self.limits = folder, report, limits
         self.seen = dict(known)  # content hash → (first file with that content, its label)
         self.rows: list[dict] = []
+        self.written: list[Path] = []  # files this import created, removed again if it fails
 
     def skip(self, name: str, reason: str, detail: str) -> None:
         self.report.skipped_files.append({"file": name, "reason": reason, "detail": detail})
@@ -111,6 +114,7 @@ class _Importer:
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
+            self.written.append(dest)
         self.rows.append({"path": rel, "label": target.label, "split": target.split, "hash": digest,
                           "width": info.width, "height": info.height, "excluded": False,
                           "source": entry.name, "format": info.format, "bytes": len(data)})
@@ -158,6 +162,11 @@ def import_listing(listing: Listing, name: str, source: str, *, places: dict[str
         name = workspace.check_name(name)
     except workspace.WorkspaceError as exc:
         raise ImportFailed(str(exc))
+    with workspace.dataset_lock(name):  # two imports into one dataset never overwrite each other's rows
+        return _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress, started)
+
+
+def _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress, started):
     final = workspace.dataset_dir(name)
     exists = workspace.dataset_exists(name)
     if exists and not add:
@@ -191,6 +200,8 @@ def import_listing(listing: Listing, name: str, source: str, *, places: dict[str
     except BaseException:
         if not exists:
             shutil.rmtree(folder, ignore_errors=True)
+        for path in importer.written:
+            path.unlink(missing_ok=True)
         raise
     return report
 
@@ -236,10 +247,18 @@ def import_files(files: Iterable[tuple[str, bytes]], name: str, label: str, **kw
 def import_sample(sample: str, name: str | None = None, **kw) -> ImportReport:
     """Import a built-in sample dataset ('shapes' or 'digits')."""
     try:
+        total = samples.count_sample(sample)
         files = samples.iter_sample(sample)
     except ValueError as exc:
         raise ImportFailed(str(exc))
-    return import_listing(list_memory(files), name or sample, f"sample:{sample}", **kw)
+    progress = kw.pop("progress", None)
+    drawn = []
+    for i, item in enumerate(files):  # drawing the images is half the work: show it on the bar
+        drawn.append(item)
+        if progress and (i % 16 == 0 or i + 1 == total):
+            progress(0.5 * (i + 1) / total, f"Drawing {item[0]}")
+    scaled = (lambda f, text: progress(0.5 + 0.5 * f, text)) if progress else None
+    return import_listing(list_memory(drawn), name or sample, f"sample:{sample}", progress=scaled, **kw)
 
 
 def import_source(src: str, name: str | None = None, labels: str | None = None, **kw) -> ImportReport:

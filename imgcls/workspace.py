@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -137,6 +139,19 @@ def read_manifest(name_or_folder) -> pd.DataFrame:
     )
     df["excluded"] = df["excluded"].astype(str).str.lower().isin(["true", "1"])
     return df
+
+
+@contextlib.contextmanager
+def dataset_lock(name: str):
+    """Serialise writers of one dataset across threads and processes (the kernel frees it on a crash)."""
+    path = home() / "locks" / "datasets" / f"{check_name(name)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def rename_dataset(old: str, new: str) -> str:

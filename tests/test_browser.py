@@ -68,9 +68,11 @@ def test_home_sample_import_counts(app_url, tmp_path):
         page.goto(app_url, wait_until="domcontentloaded")
         page.get_by_role("button", name="Start with a sample").click(timeout=60_000)
         # the sample lands on the Data page, whose overview counts its images and classes
-        page.get_by_text("Images", exact=True).first.wait_for(timeout=90_000)
-        body = page.locator("section.main, [data-testid='stMain']").first
-        body.get_by_text("500", exact=True).first.wait_for(timeout=30_000)
-        assert "circle" in page.content()
+        images = page.locator("[data-testid='stMetric']").filter(has_text="Images").first
+        images.wait_for(timeout=90_000)
+        assert "500" in images.inner_text()
+        classes = page.locator("[data-testid='stMetric']").filter(has_text="Classes").first
+        assert "5" in classes.inner_text()
+        page.get_by_text("Overview of shapes").first.wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
         browser.close()

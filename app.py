@@ -1,0 +1,20 @@
+"""imgcls: the frame of the app (page config, sidebar) and the router between its pages."""
+
+import streamlit as st
+
+from imgcls.ui import nav, state, widgets
+
+st.set_page_config(page_title="imgcls", page_icon=":material/photo_library:", layout="wide")
+
+
+def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
+    return st.Page(info.path, title=info.title, icon=info.icon, default=default)
+
+
+page = st.navigation({"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS]})
+
+with st.sidebar:
+    widgets.dataset_picker_controls("sidebar.dataset")
+    widgets.show_step_flow(state.active_dataset())
+
+page.run()

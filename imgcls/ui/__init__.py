@@ -1,0 +1,1 @@
+"""The Streamlit layer: session-state keys, cached reads and widgets (the only streamlit importer)."""
