@@ -86,11 +86,13 @@ def cmd_train(args) -> dict:
         config = TrainConfig(dataset=args.dataset, backbone=args.backbone, strategy=args.strategy,
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, img_size=args.img_size,
                              augment=args.augment, seed=args.seed, device=args.device, compile=args.compile,
-                             workers=args.workers)
+                             workers=args.workers, task="lr_find" if args.lr_find else "train")
         run_id = prepare_run(config)
         echo(f"Run {run_id}: {runs.run_dir(run_id)}")
     result = run(run_id, echo=echo, resume=bool(args.resume))
-    if not args.json:
+    if not args.json and "suggestion" in result:
+        print(f"Suggested learning rate: {result['suggestion']:.2e}")
+    elif not args.json:
         print(f"Done: validation accuracy {result['val_accuracy']:.3f}, loss {result['val_loss']:.3f}, "
               f"{result['epochs']} epochs in {result['seconds']:.1f} s on {result['device']}.")
     return result
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (default: automatic)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    p.add_argument("--lr-find", action="store_true", help="only run the learning-rate finder")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # a run prepared by the app
     p.set_defaults(func=cmd_train)

@@ -57,16 +57,28 @@ def head_lr_find(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, loss_f
     return found
 
 
+def _head_data(model, data: dict, config: dict, rep):
+    feats = _features(model, data, config, rep)
+    tr = data["split"] == "train"
+    x_tr, y_tr = torch.from_numpy(feats[tr]), torch.from_numpy(data["labels"][tr]).long()
+    weights = class_weights(y_tr.numpy(), len(config["classes"]))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config["label_smoothing"])
+    return feats, x_tr, y_tr, weights, loss_fn
+
+
+def head_lr_find_run(model, data: dict, config: dict, rep) -> dict:
+    """Learning-rate sweep of a fresh linear head on the cached features."""
+    _, x_tr, y_tr, _, loss_fn = _head_data(model, data, config, rep)
+    head = copy.deepcopy(model.get_classifier()).cpu().float()
+    return head_lr_find(head, x_tr, y_tr, loss_fn)
+
+
 def fit_head(model, data: dict, config: dict, run_id: str, rep) -> dict:
     """Train the classifier layer on frozen features; put the best one into the model."""
-    feats = _features(model, data, config, rep)
-    tr, va = data["split"] == "train", data["split"] == "val"
-    x_tr, y_tr = torch.from_numpy(feats[tr]), torch.from_numpy(data["labels"][tr]).long()
+    feats, x_tr, y_tr, weights, loss_fn = _head_data(model, data, config, rep)
+    va = data["split"] == "val"
     x_va, y_va = torch.from_numpy(feats[va]), data["labels"][va]
-    num_classes = len(config["classes"])
     head = copy.deepcopy(model.get_classifier()).cpu().float()
-    weights = class_weights(y_tr.numpy(), num_classes)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config["label_smoothing"])
     linear = config["strategy"] == "linear"
     lr = config["lr"] if linear else HEAD_LR
     if config["lr"] == "auto":

@@ -55,6 +55,18 @@ def _loader(data: dict, config: dict, train_mask) -> torch.utils.data.DataLoader
     )
 
 
+def network_lr_find_run(model, data: dict, config: dict, run_id: str) -> dict:
+    """Learning-rate sweep of the network's trainable layers on augmented training batches."""
+    device = torch.device(config["device"])
+    model.to(device)
+    tr = data["split"] == "train"
+    loader = _loader(data, config, tr)
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=1e-6)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    _network_lr_find(model, loader, optimizer, loss_fn, _Prep(config, False), run_id)
+    return workspace.read_json(runs.run_dir(run_id) / "lr_find.json")
+
+
 def _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id: str) -> float:
     saved = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     batches = iter(())

@@ -14,9 +14,9 @@ import torch
 
 from . import imgcache, jobs, runs, workspace
 from .augment import build_pipeline, pipeline_to_dict
-from .heads import fit_head, head_lr_find
+from .heads import fit_head, head_lr_find_run
 from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
-from .netfit import fit_network
+from .netfit import fit_network, network_lr_find_run
 
 STRATEGIES = {
     "linear": "Keep the pretrained network frozen and train only its last layer: done in seconds, "
@@ -63,6 +63,7 @@ class TrainConfig:
     head_epochs: int = 30
     compile: bool = False
     workers: int | None = None
+    task: str = "train"  # or "lr_find": only sweep the learning rate and suggest one
 
     def resolved(self) -> "TrainConfig":
         """A copy with the strategy's defaults filled in."""
@@ -153,7 +154,7 @@ def prepare_run(config: TrainConfig) -> str:
     dcfg = data_config(cfg.backbone)
     img_size = cfg.img_size or int(dcfg["input_size"][-1])
     pipeline = build_pipeline(cfg.augment, img_size)
-    run_id = runs.new_run_id(cfg.dataset, cfg.strategy)
+    run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)
     folder.mkdir(parents=True)
     saved = dataclasses.asdict(cfg) | {
@@ -221,18 +222,32 @@ def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
     split = df["split"].to_numpy()
     data = {"images": images, "labels": labels, "hashes": df["hash"].tolist(), "split": split}
     model = create_model(config["backbone"], len(classes), pretrained=config["strategy"] != "scratch")
-    if config["strategy"] in ("linear", "finetune"):
+    if config.get("task") == "lr_find":
+        result = find_lr(model, data, config, run_id, rep)
+    elif config["strategy"] in ("linear", "finetune"):
         result = fit_head(model, data, config, run_id, rep)
-    if config["strategy"] != "linear":
+    if config.get("task") != "lr_find" and config["strategy"] != "linear":
         result = fit_network(model, data, config, run_id, rep, resume=resume)
     result.update(run=run_id, seconds=round(time.time() - start, 2), device=config["device"])
     return result
+
+
+def find_lr(model, data: dict, config: dict, run_id: str, rep) -> dict:
+    """The learning-rate finder as a job of its own: linear sweeps the head, the others the network."""
+    if config["strategy"] == "linear":
+        found = head_lr_find_run(model, data, config, rep)
+    else:
+        found = network_lr_find_run(model, data, config, run_id)
+    workspace.atomic_write_json(runs.run_dir(run_id) / "lr_find.json", found)
+    return {"suggestion": found["suggestion"], "points": len(found["lrs"])}
 
 
 def _plan_units(config: dict, df) -> float:
     """Work measured in training images seen, for progress and ETA (features count once)."""
     n_train = int((df["split"] == "train").sum())
     units = len(df)  # decoding and, where used, feature extraction
+    if config.get("task") == "lr_find":
+        return float(units)
     if config["strategy"] != "linear":
         units += n_train * config["epochs"] * 3  # a backward pass costs about twice a forward
     return float(units)

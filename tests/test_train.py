@@ -1,0 +1,205 @@
+"""Training engine on tiny generated data, on the CPU: strategies, caches, run folder, jobs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgcls import features, jobs, runs, workspace
+from imgcls.data import import_files
+from imgcls.heads import class_weights
+from imgcls.loops import suggest_lr, train_one_epoch
+from imgcls.train import TrainConfig, TrainError, prepare_run, run
+
+pytestmark = pytest.mark.usefixtures("imgcls_home")
+SMALL = {"img_size": 64, "batch_size": 8}  # tiny images keep each run to a few seconds on 2 cores
+
+
+def _png(colour, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(colour, dtype=np.int16) + rng.integers(-40, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_dataset(name="toy", per_class=8, classes=(("red", (220, 40, 40)), ("blue", (40, 40, 220)))):
+    seed = 0
+    for label, colour in classes:
+        files = []
+        for i in range(per_class):
+            files.append((f"{label}{i}.png", _png(colour, seed)))
+            seed += 1
+        import_files(files, name, label)
+    return name
+
+
+def _train(strategy, **kw):
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy=strategy, **{**SMALL, **kw}))
+    return run_id, run(run_id, echo=lambda _: None)
+
+
+@pytest.mark.parametrize("strategy,epochs", [("linear", 5), ("finetune", 1), ("full", 1), ("scratch", 2)])
+def test_each_strategy_trains_and_fills_the_run_folder(strategy, epochs):
+    make_dataset()
+    run_id, result = _train(strategy, epochs=epochs, head_epochs=3)
+    folder = runs.run_dir(run_id)
+    for name in ("config.json", "status.json", "metrics.jsonl", "model.safetensors"):
+        assert (folder / name).exists(), name
+    status = runs.read_status(run_id)
+    assert status["state"] == "done" and status["progress"] == 1.0
+    assert 0.0 <= result["val_accuracy"] <= 1.0 and result["device"] == "cpu"
+    config = runs.read_config(run_id)
+    assert config["classes"] == ["blue", "red"] and config["augment_pipeline"]["transform"]
+    epochs_seen = [m for m in runs.read_metrics(run_id) if m["kind"] == "epoch" and m["stage"] != "head"]
+    if strategy != "linear":
+        assert len(epochs_seen) == epochs and (folder / "last.pt").exists()
+
+
+def test_linear_probe_separates_easy_classes():
+    make_dataset(per_class=10)
+    _, result = _train("linear", epochs=40)
+    assert result["val_accuracy"] == 1.0
+
+
+def test_feature_cache_is_hit_on_a_second_run(monkeypatch):
+    make_dataset()
+    _train("linear", epochs=2)
+    calls = []
+    real = features.embed
+    monkeypatch.setattr(features, "embed", lambda m, x: calls.append(len(x)) or real(m, x))
+    _train("linear", epochs=2)
+    assert calls == []
+    _train("linear", epochs=2, img_size=72)  # other preprocessing: other key, so embedded again
+    assert sum(calls) > 0
+
+
+def test_datasets_that_cannot_train_are_refused_before_anything_starts():
+    make_dataset("one", classes=(("red", (220, 40, 40)),))
+    with pytest.raises(TrainError, match="two classes"):
+        prepare_run(TrainConfig(dataset="one"))
+    make_dataset("noval", per_class=1)  # one image per class: training split only
+    with pytest.raises(TrainError, match="validation split is empty"):
+        prepare_run(TrainConfig(dataset="noval"))
+    assert runs.list_runs() == []
+
+
+def test_class_missing_from_training_is_refused():
+    make_dataset()
+    df = workspace.read_manifest("toy")
+    df.loc[(df["label"] == "red") & (df["split"] == "train"), "split"] = "test"
+    workspace.write_manifest(workspace.dataset_dir("toy"), df)
+    with pytest.raises(TrainError, match="'red'"):
+        prepare_run(TrainConfig(dataset="toy"))
+
+
+def test_status_goes_from_queued_to_running_to_done_in_a_background_job():
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
+    assert runs.read_status(run_id)["state"] == "queued"
+    jobs.start(run_id)
+    seen = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = runs.read_status(run_id)["state"]
+        seen.add(state)
+        if state in runs.FINAL_STATES:
+            break
+        time.sleep(0.05)
+    assert state == "done", runs.read_status(run_id)
+    assert "running" in seen or "queued" in seen
+
+
+def _wait(run_id, predicate, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate(runs.read_status(run_id)):
+            return runs.read_status(run_id)
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; status {runs.read_status(run_id)}")
+
+
+def test_stop_ends_a_job_within_two_seconds_and_keeps_the_best_model():
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="full", epochs=200, patience=200, **SMALL))
+    jobs.start(run_id)
+    _wait(run_id, lambda s: (runs.run_dir(run_id) / "model.safetensors").exists())
+    start = time.monotonic()
+    status = jobs.stop(run_id)
+    assert time.monotonic() - start < 2.5
+    assert status["state"] == "cancelled"
+    assert not runs.pid_alive(status["pid"])
+    assert (runs.run_dir(run_id) / "model.safetensors").exists()
+
+
+def test_a_killed_job_is_interrupted_and_resumes_where_it_stopped():
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="finetune", epochs=40, patience=40,
+                                     head_epochs=2, **SMALL))
+    jobs.start(run_id)
+    _wait(run_id, lambda s: (s.get("epoch") or 0) >= 2 and (runs.run_dir(run_id) / "last.pt").exists()
+          and s.get("message", "").endswith("done"))
+    os.killpg(runs.read_status(run_id)["pid"], signal.SIGKILL)
+    _wait(run_id, lambda s: s["state"] == "interrupted")
+    assert runs.mark_interrupted() == [run_id]
+    config = runs.read_config(run_id)
+    done_before = max(m["epoch"] for m in runs.read_metrics(run_id) if m.get("stage") == "finetune")
+    path = runs.run_dir(run_id) / "config.json"
+    workspace.atomic_write_json(path, {**config, "epochs": done_before + 1})
+    result = run(run_id, echo=lambda _: None, resume=True)
+    epochs = [m["epoch"] for m in runs.read_metrics(run_id) if m.get("stage") == "finetune"]
+    assert epochs == list(range(1, done_before + 2))  # continued, not restarted
+    assert result["epochs"] == done_before + 1 and runs.read_status(run_id)["state"] == "done"
+
+
+def test_a_second_job_queues_while_the_device_is_busy():
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=2, **SMALL))
+    with jobs.device_lock("cpu"):
+        jobs.start(run_id)
+        time.sleep(3)
+        status = runs.read_status(run_id)
+        assert status["state"] == "queued" and jobs.queue_position(run_id) == 1
+    assert _wait(run_id, lambda s: s["state"] in runs.FINAL_STATES)["state"] == "done"
+
+
+def test_lr_finder_run_suggests_a_learning_rate():
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", task="lr_find", **SMALL))
+    result = run(run_id, echo=lambda _: None)
+    found = json.loads((runs.run_dir(run_id) / "lr_find.json").read_text())
+    assert len(found["lrs"]) == len(found["losses"]) > 10
+    assert found["lrs"][0] <= result["suggestion"] <= found["lrs"][-1]
+
+
+def test_suggest_lr_finds_the_steepest_descent():
+    lrs = list(np.logspace(-6, 0, 50))
+    # loss falls fastest around 1e-3, bottoms out near 1e-1
+    losses = [2.0 - 1.5 / (1 + np.exp(-(np.log10(lr) + 3) * 3)) for lr in lrs]
+    assert 3e-4 < suggest_lr(lrs, losses) < 3e-3
+
+
+def test_nan_loss_stops_with_a_message():
+    model = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    loader = [(torch.zeros(2, 4), torch.tensor([0, 1]))]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        train_one_epoch(model, loader, opt, sched, torch.nn.CrossEntropyLoss(), lambda x: x,
+                        should_stop=lambda: False)
+
+
+def test_imbalance_weighting_switches_on_past_three_to_one():
+    assert class_weights(np.array([0] * 30 + [1] * 10), 2) is None
+    weights = class_weights(np.array([0] * 40 + [1] * 10), 2)
+    assert weights is not None and weights[1] > weights[0]
