@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import workspace
@@ -73,10 +74,13 @@ def cmd_backbones(args) -> dict:
 
 def cmd_train(args) -> dict:
     """Train a classifier on a dataset (or run/resume a prepared run) and report the result."""
-    from . import runs
-    from .train import TrainConfig, prepare_run, run
+    from . import dist, runs
+    from .train import TrainConfig, prepare_run, resolve_device, run
 
     echo = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    dist.setup(resolve_device(args.device))
+    if not dist.is_main():
+        echo = lambda text: None  # noqa: E731 - one voice under torchrun
     if args.run or args.resume:
         run_id = args.run or args.resume
         runs.read_config(run_id)
@@ -87,9 +91,12 @@ def cmd_train(args) -> dict:
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, img_size=args.img_size,
                              augment=args.augment, seed=args.seed, device=args.device, compile=args.compile,
                              workers=args.workers, task="lr_find" if args.lr_find else "train")
-        run_id = prepare_run(config)
+        run_id = dist.share(prepare_run(config) if dist.is_main() else None)
         echo(f"Run {run_id}: {runs.run_dir(run_id)}")
-    result = run(run_id, echo=echo, resume=bool(args.resume))
+    try:
+        result = run(run_id, echo=echo, resume=bool(args.resume))
+    finally:
+        dist.cleanup()
     if not args.json and "suggestion" in result:
         print(f"Suggested learning rate: {result['suggestion']:.2e}")
     elif not args.json:
@@ -188,7 +195,7 @@ def main(argv=None) -> int:
             print(json.dumps({"error": message}, ensure_ascii=False))
         print(f"imgcls: {message}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
         print(json.dumps(out, ensure_ascii=False))
     return 0
 

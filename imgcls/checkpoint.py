@@ -9,12 +9,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import runs
+from . import dist, runs
 from .models import create_model
 
 
 def save_model(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a model's weights as safetensors, atomically."""
+    """Write a model's weights as safetensors, atomically (the main process only)."""
+    if not dist.is_main():
+        return
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from timm.optim import param_groups_layer_decay
 
-from . import runs, workspace
+from . import dist, runs, workspace
 from .augment import build_pipeline
 from .checkpoint import save_model
 from .heads import class_weights
@@ -48,8 +48,11 @@ def _loader(data: dict, config: dict, train_mask) -> torch.utils.data.DataLoader
     workers = config.get("workers")
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if cuda else 0  # on a small CPU, workers steal the model's cores
+    # several processes: each trains on its own shard of every epoch
+    sampler = torch.utils.data.DistributedSampler(ds, shuffle=True, seed=config["seed"]) if dist.active() else None
     return torch.utils.data.DataLoader(
-        ds, batch_size=config["batch_size"], shuffle=True, drop_last=len(ds) > config["batch_size"],
+        ds, batch_size=config["batch_size"], shuffle=sampler is None, sampler=sampler,
+        drop_last=len(ds) > config["batch_size"],
         num_workers=workers, pin_memory=cuda, worker_init_fn=seed_worker if workers else None,
         persistent_workers=bool(workers), generator=torch.Generator().manual_seed(config["seed"]),
     )
@@ -123,7 +126,10 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
     steps = len(loader)
     scheduler = warmup_cosine(optimizer, steps * config["epochs"], int(steps * config["warmup_epochs"]))
     autocast, scaler = _accel(config)
-    net = torch.compile(model) if config.get("compile") and device.type == "cuda" else model
+    net = model
+    if dist.active():  # gradients are averaged across processes, so every copy stays identical
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = torch.compile(net) if config.get("compile") and device.type == "cuda" else net
     state = {"epoch": 0, "best_val_loss": float("inf"), "best": {}, "bad": 0}
     if resume and (folder / "last.pt").exists():
         ckpt = torch.load(folder / "last.pt", map_location=device, weights_only=True)
@@ -134,6 +140,8 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
         rep.advance(len(data["labels"][tr]) * 3 * state["epoch"], "Resumed", force=True)
     ips = []
     for epoch in range(state["epoch"] + 1, config["epochs"] + 1):
+        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         per_img = 3
         stats = train_one_epoch(
             net, loader, optimizer, scheduler, loss_fn, prep, should_stop=rep.should_stop, autocast=autocast,
@@ -172,6 +180,8 @@ def _on_step(rep, s: dict, epoch: int, epochs: int, per_img: int, batch: int) ->
 
 def _save_last(folder, model, optimizer, scheduler, state: dict) -> None:
     """The resume checkpoint, written whole or not at all (loaded back only with weights_only=True)."""
+    if not dist.is_main():
+        return
     tmp = folder / ".last.pt.tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "state": state}, tmp)

@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from . import workspace
+from . import dist, workspace
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
@@ -62,8 +62,10 @@ def read_status(run_id: str) -> dict:
 
 
 def write_status(run_id: str, **fields) -> dict:
-    """Update fields of status.json atomically and return the new status."""
+    """Update fields of status.json atomically and return the new status (only the main process writes)."""
     path = run_dir(run_id) / "status.json"
+    if not dist.is_main():
+        return workspace.read_json(path, {}) or {}
     status = workspace.read_json(path, {}) or {}
     status.update(fields, updated=time.time())
     workspace.atomic_write_json(path, status)
@@ -72,6 +74,8 @@ def write_status(run_id: str, **fields) -> dict:
 
 def append_metrics(run_id: str, record: dict) -> None:
     """Append one JSON line to metrics.jsonl (a line is written whole, in one call)."""
+    if not dist.is_main():
+        return
     line = json.dumps(record, ensure_ascii=False) + "\n"
     with open(run_dir(run_id) / "metrics.jsonl", "a", encoding="utf-8") as fh:
         fh.write(line)

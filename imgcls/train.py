@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -12,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import imgcache, jobs, runs, workspace
+from . import dist, imgcache, jobs, runs, workspace
 from .augment import build_pipeline, pipeline_to_dict
 from .heads import fit_head, head_lr_find_run
 from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
@@ -179,9 +180,12 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) 
     config = runs.read_config(run_id)
     device = config["device"]
     runs.write_status(run_id, pid=os.getpid())
+    # under torchrun only rank 0 queues for the device; the others follow it through collectives
+    lock = jobs.device_lock(device, on_wait=lambda: runs.write_status(run_id, state="queued",
+                                                                     message="Waiting for the device")) \
+        if dist.is_main() else contextlib.nullcontext()
     try:
-        with jobs.device_lock(device, on_wait=lambda: runs.write_status(run_id, state="queued",
-                                                                        message="Waiting for the device")):
+        with lock:
             runs.write_status(run_id, state="running", started=time.time(), message="Starting")
             result = _execute(run_id, config, echo, resume)
     except BaseException as exc:
@@ -203,6 +207,7 @@ def _plain_error(exc: BaseException) -> str:
 
 
 def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
+    config = dict(config, device=dist.local_device(config["device"]))
     torch.manual_seed(config["seed"])
     np.random.seed(config["seed"])
     if config["device"] == "cpu":
@@ -229,6 +234,10 @@ def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
     if config.get("task") != "lr_find" and config["strategy"] != "linear":
         result = fit_network(model, data, config, run_id, rep, resume=resume)
     result.update(run=run_id, seconds=round(time.time() - start, 2), device=config["device"])
+    if dist.active():  # each process records a checksum of its weights: they must all agree
+        workspace.atomic_write_json(runs.run_dir(run_id) / f"ddp-rank{dist.rank()}.json",
+                                    {"rank": dist.rank(), "weights_sha256": dist.weights_digest(model)})
+        result["processes"] = dist.world_size()
     return result
 
 

@@ -203,3 +203,27 @@ def test_imbalance_weighting_switches_on_past_three_to_one():
     assert class_weights(np.array([0] * 30 + [1] * 10), 2) is None
     weights = class_weights(np.array([0] * 40 + [1] * 10), 2)
     assert weights is not None and weights[1] > weights[0]
+
+
+def test_two_processes_under_torchrun_finish_with_identical_weights(imgcls_home):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    make_dataset(per_class=8)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "imgcls",
+         "train", "--dataset", "toy", "--strategy", "full", "--epochs", "2", "--img-size", "64",
+         "--batch-size", "4", "--device", "cpu", "--json"],
+        cwd=root, env=dict(os.environ, IMGCLS_HOME=str(imgcls_home), OMP_NUM_THREADS="1"),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["processes"] == 2
+    folder = runs.run_dir(result["run"])
+    digests = {json.loads((folder / f"ddp-rank{r}.json").read_text())["weights_sha256"] for r in (0, 1)}
+    assert len(digests) == 1
+    assert runs.list_runs() == [result["run"]]  # rank 0 alone created the run folder
+    assert runs.read_status(result["run"])["state"] == "done"
