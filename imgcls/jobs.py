@@ -60,7 +60,7 @@ def stop(run_id: str, grace_s: float = 1.5) -> dict:
     if status.get("state") not in runs.ACTIVE_STATES or not runs.pid_alive(pid):
         return status
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(int(pid), signal.SIGTERM)
+        os.kill(int(pid), signal.SIGTERM)  # the trainer alone: it stops its DataLoader workers itself
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and runs.pid_alive(pid):
         time.sleep(0.05)

@@ -115,19 +115,22 @@ def check_dataset(df) -> list[str]:
         if ratio > IMBALANCE_LIMIT else []
 
 
+_STOP = {"requested": False}  # set by SIGTERM (the Stop button); loops check it between steps
+
+
+def _on_term(*_) -> None:
+    _STOP["requested"] = True
+
+
 class Reporter:
     """Writes progress to status.json and metrics.jsonl, and watches for a stop request."""
 
     def __init__(self, run_id: str, total_units: float, echo: Callable[[str], None]):
         self.run_id, self.total, self.echo = run_id, max(total_units, 1e-9), echo
-        self.done, self.started, self.stop_requested, self.last_write = 0.0, time.time(), False, 0.0
-        signal.signal(signal.SIGTERM, self._on_term)
-
-    def _on_term(self, *_):
-        self.stop_requested = True
+        self.done, self.started, self.last_write = 0.0, time.time(), 0.0
 
     def should_stop(self) -> bool:
-        return self.stop_requested
+        return _STOP["requested"]
 
     def advance(self, units: float, message: str, force: bool = False, **fields) -> None:
         """Count work done; update status.json at most a few times a second."""
@@ -180,6 +183,8 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) 
     config = runs.read_config(run_id)
     device = config["device"]
     runs.write_status(run_id, pid=os.getpid())
+    _STOP["requested"] = False
+    signal.signal(signal.SIGTERM, _on_term)
     # under torchrun only rank 0 queues for the device; the others follow it through collectives
     lock = jobs.device_lock(device, on_wait=lambda: runs.write_status(run_id, state="queued",
                                                                      message="Waiting for the device")) \
@@ -189,7 +194,8 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) 
             runs.write_status(run_id, state="running", started=time.time(), message="Starting")
             result = _execute(run_id, config, echo, resume)
     except BaseException as exc:
-        state = "cancelled" if type(exc).__name__ == "Cancelled" else "failed"
+        # a stop request can also surface as another error (a DataLoader worker ended by the signal)
+        state = "cancelled" if type(exc).__name__ == "Cancelled" or _STOP["requested"] else "failed"
         message = ("Stopped by the user; the best model so far is kept." if state == "cancelled"
                    else _plain_error(exc))
         runs.write_status(run_id, state=state, message=message, finished=time.time())
