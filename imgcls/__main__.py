@@ -90,7 +90,10 @@ def cmd_train(args) -> dict:
         config = TrainConfig(dataset=args.dataset, backbone=args.backbone, strategy=args.strategy,
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, img_size=args.img_size,
                              augment=args.augment, seed=args.seed, device=args.device, compile=args.compile,
-                             workers=args.workers, task="lr_find" if args.lr_find else "train")
+                             workers=args.workers, patience=args.patience, weight_decay=args.weight_decay,
+                             label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs,
+                             layer_decay=args.layer_decay, unfreeze=args.unfreeze, head_epochs=args.head_epochs,
+                             task="lr_find" if args.lr_find else "train")
         run_id = dist.share(prepare_run(config) if dist.is_main() else None)
         echo(f"Run {run_id}: {runs.run_dir(run_id)}")
     try:
@@ -167,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (default: automatic)")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation loss")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--layer-decay", type=float, default=0.7, help="learning-rate factor per layer, top to bottom")
+    p.add_argument("--unfreeze", type=int, default=8, help="finetune: how many top layer groups learn")
+    p.add_argument("--head-epochs", type=int, default=30, help="finetune: epochs of the head-only stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--lr-find", action="store_true", help="only run the learning-rate finder")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
