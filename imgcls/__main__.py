@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", help="learning rate, or 'auto' for the learning-rate finder")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--img-size", type=int)
-    p.add_argument("--augment", default="light", help="none, light, medium, heavy, or a pipeline JSON/YAML file")
+    p.add_argument("--augment", default="saved",
+                   help="saved (the dataset's pipeline, else light), none, light, medium, heavy, or a JSON/YAML file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (default: automatic)")

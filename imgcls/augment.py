@@ -65,3 +65,34 @@ def _from_dict(data: dict, seed: int | None) -> A.Compose:
 def pipeline_to_dict(pipeline: A.Compose) -> dict:
     """The pipeline as albumentations' own serialisable dict (what config.json records)."""
     return json.loads(json.dumps(A.to_dict(pipeline)))
+
+
+def pipeline_path(dataset: str) -> Path:
+    """Where a dataset's chosen augmentation pipeline is kept."""
+    from . import workspace
+
+    return workspace.dataset_dir(dataset) / "augment.json"
+
+
+def save_pipeline(dataset: str, pipeline: A.Compose | dict) -> dict:
+    """Save the pipeline with the dataset (albumentations JSON, atomically); returns the saved dict."""
+    from . import workspace
+
+    data = pipeline_to_dict(pipeline) if isinstance(pipeline, A.Compose) else json.loads(json.dumps(pipeline))
+    _from_dict(data, None)  # refuse anything albumentations cannot rebuild
+    workspace.atomic_write_json(pipeline_path(dataset), data)
+    return data
+
+
+def load_pipeline(dataset: str) -> dict | None:
+    """The dataset's saved pipeline, or None when the user has not chosen one."""
+    from . import workspace
+
+    return workspace.read_json(pipeline_path(dataset))
+
+
+def resolve_augment(spec: str | dict, dataset: str) -> str | dict:
+    """'saved' means the dataset's saved pipeline, falling back to the light preset."""
+    if spec == "saved":
+        return load_pipeline(dataset) or "light"
+    return spec

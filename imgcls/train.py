@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import dist, imgcache, jobs, runs, workspace
-from .augment import build_pipeline, pipeline_to_dict
+from .augment import build_pipeline, pipeline_to_dict, resolve_augment
 from .heads import fit_head, head_lr_find_run
 from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
 from .netfit import fit_network, network_lr_find_run
@@ -54,7 +54,7 @@ class TrainConfig:
     lr: float | str | None = None  # None: the strategy's default; "auto": the learning-rate finder
     batch_size: int | None = None
     img_size: int | None = None
-    augment: str | dict = "light"
+    augment: str | dict = "saved"  # the dataset's saved pipeline (Augment page), else the light preset
     seed: int = 0
     device: str = "auto"
     weight_decay: float = 0.05
@@ -160,7 +160,7 @@ def prepare_run(config: TrainConfig) -> str:
     notes = check_dataset(df)
     dcfg = data_config(cfg.backbone)
     img_size = cfg.img_size or int(dcfg["input_size"][-1])
-    pipeline = build_pipeline(cfg.augment, img_size)
+    pipeline = build_pipeline(resolve_augment(cfg.augment, cfg.dataset), img_size)
     run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)
     folder.mkdir(parents=True)

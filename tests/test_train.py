@@ -228,3 +228,16 @@ def test_two_processes_under_torchrun_finish_with_identical_weights(imgcls_home)
     assert len(digests) == 1
     assert runs.list_runs() == [result["run"]]  # rank 0 alone created the run folder
     assert runs.read_status(result["run"])["state"] == "done"
+
+
+def test_training_records_exactly_the_saved_augmentation_pipeline():
+    from imgcls import augspec
+    from imgcls.augment import pipeline_to_dict, save_pipeline
+
+    make_dataset()
+    chosen = augspec.build([{"name": "VerticalFlip", "p": 0.7}, {"name": "GaussNoise"}], img_size=64)
+    save_pipeline("toy", chosen)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="finetune", **SMALL))
+    assert runs.read_config(run_id)["augment_pipeline"] == pipeline_to_dict(chosen)
+    other = prepare_run(TrainConfig(dataset="toy", strategy="finetune", augment="none", **SMALL))
+    assert runs.read_config(other)["augment_pipeline"]["transform"]["transforms"] == []
