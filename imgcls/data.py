@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import samples, workspace
 from .images import ImageProblem, inspect, is_image_name
-from .sources import (Entry, ImportLimits, Listing, SourceError, clean_parts, list_folder,
+from .sources import (Entry, ImportLimits, Listing, SourceError, list_folder,
                       list_memory, list_zip, open_zip, read_label_csv)
 from .layout import Target, place_by_csv, place_by_folders
 from .splits import DEFAULT_RATIOS, assign_splits

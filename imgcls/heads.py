@@ -15,6 +15,7 @@ from .loops import Cancelled, lr_find, score, warmup_cosine
 
 HEAD_LR = 3e-3  # AdamW on features: fast and stable across the datasets we tried
 HEAD_BATCH = 64
+HEAD_UNIT = 0.05  # an epoch on features costs about 1/20 of decoding the same images: progress weight
 
 
 def class_weights(labels: np.ndarray, num_classes: int, limit: float = 3.0) -> torch.Tensor | None:
@@ -30,8 +31,8 @@ def _features(model, data: dict, config: dict, rep) -> np.ndarray:
     started, n = time.time(), len(data["hashes"])
     feats = features.extract(model.to(config["device"]), data["images"], data["hashes"], key,
                              config["data_config"], config["img_size"], config["device"],
-                             progress=lambda f, m: rep.advance(0, f"{m} {f:.0%}"))
-    rep.advance(n, "Backbone features ready", force=True)
+                             progress=rep.track(n))
+    rep.advance(0, "Backbone features ready", force=True)
     rep.metric({"kind": "features", "images": n, "seconds": round(time.time() - started, 3), "key": key})
     return feats
 
@@ -93,8 +94,8 @@ def fit_head(model, data: dict, config: dict, run_id: str, rep) -> dict:
     result = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "epochs": best["epochs"],
               "best_epoch": best["epoch"], "images_per_second": best["images_per_second"], "lr": lr,
               "imbalance_weighting": weights is not None}
-    if linear:
-        save_model(model, runs.run_dir(run_id) / "model.safetensors", {"run": run_id})
+    # finetune keeps this model too: if the network stage never beats it, or is stopped, it is the best
+    save_model(model, runs.run_dir(run_id) / "model.safetensors", {"run": run_id, "stage": "head"})
     return result
 
 
@@ -129,7 +130,7 @@ def _train_head(head, x_tr, y_tr, x_va, y_va, loss_fn, lr, epochs, config, rep) 
         rec = {"kind": "epoch", "stage": "head", "epoch": epoch, "train_loss": total / len(y_tr),
                "train_accuracy": correct / len(y_tr), **val, "lr": opt.param_groups[0]["lr"]}
         rep.metric(rec)
-        rep.advance(0, f"Training the last layer: epoch {epoch}/{epochs}", epoch=epoch, epochs=epochs,
+        rep.advance(len(y_tr) * HEAD_UNIT, f"Training the last layer: epoch {epoch}/{epochs}", epoch=epoch, epochs=epochs,
                     val_accuracy=val["val_accuracy"])
         if val["val_loss"] < best["val_loss"] - 1e-4:
             best = {**val, "epoch": epoch, "state": copy.deepcopy(head.state_dict())}

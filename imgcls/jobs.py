@@ -53,6 +53,15 @@ def start(run_id: str, extra_args: list[str] | None = None) -> int:
     return proc.pid
 
 
+def resume(run_id: str) -> int:
+    """Continue an interrupted or stopped run from its last checkpoint, in the background."""
+    status = runs.read_status(run_id)
+    if status.get("state") in runs.ACTIVE_STATES:
+        return int(status.get("pid") or 0)  # already going: a second click does nothing
+    runs.write_status(run_id, state="queued", pid=None, created=time.time(), message="Resuming")
+    return start(run_id, ["--resume", run_id])
+
+
 def stop(run_id: str, grace_s: float = 1.5) -> dict:
     """Stop a run within about two seconds; the best checkpoint already on disk is kept."""
     status = runs.read_status(run_id)

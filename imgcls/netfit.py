@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 
 import numpy as np
 import torch
@@ -107,7 +106,8 @@ class _Prep:
         return to_tensor(xb.numpy(), self.cfg["mean"], self.cfg["std"], self.device, self.cl)
 
 
-def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool = False) -> dict:
+def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool = False,
+                start_from: dict | None = None) -> dict:
     """Train the network with AdamW, warm-up + cosine, early stopping; keep the best checkpoint."""
     device, folder = torch.device(config["device"]), runs.run_dir(run_id)
     channels_last = device.type == "cuda"
@@ -131,6 +131,9 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     net = torch.compile(net) if config.get("compile") and device.type == "cuda" else net
     state = {"epoch": 0, "best_val_loss": float("inf"), "best": {}, "bad": 0}
+    if start_from:  # finetune: the head-only model is the one to beat
+        state.update(best_val_loss=start_from["val_loss"],
+                     best={"val_loss": start_from["val_loss"], "val_accuracy": start_from["val_accuracy"], "epoch": 0})
     if resume and (folder / "last.pt").exists():
         ckpt = torch.load(folder / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -150,8 +153,6 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
                                config["data_config"]["std"], device, autocast=autocast, channels_last=channels_last)
         val = score(probs, data["labels"][va])
         ips.append(stats["images_per_second"])
-        rep.metric({"kind": "epoch", "stage": config["strategy"], "epoch": epoch, **stats, **val,
-                    "lr": optimizer.param_groups[-1]["lr"]})
         state["epoch"] = epoch
         if val["val_loss"] < state["best_val_loss"] - 1e-4:
             state.update(best_val_loss=val["val_loss"], best={**val, "epoch": epoch}, bad=0)
@@ -159,6 +160,9 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
         else:
             state["bad"] += 1
         _save_last(folder, model, optimizer, scheduler, state)
+        # recorded only once the checkpoint holds this epoch, so a resume never logs an epoch twice
+        rep.metric({"kind": "epoch", "stage": config["strategy"], "epoch": epoch, **stats, **val,
+                    "lr": optimizer.param_groups[-1]["lr"]})
         rep.advance(0, f"Epoch {epoch}/{config['epochs']} done", force=True, epoch=epoch,
                     epochs=config["epochs"], val_accuracy=val["val_accuracy"],
                     images_per_second=stats["images_per_second"])

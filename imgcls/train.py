@@ -15,7 +15,7 @@ import torch
 
 from . import dist, imgcache, jobs, runs, workspace
 from .augment import build_pipeline, pipeline_to_dict, resolve_augment
-from .heads import fit_head, head_lr_find_run
+from .heads import HEAD_UNIT, fit_head, head_lr_find_run
 from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
 from .netfit import fit_network, network_lr_find_run
 
@@ -135,6 +135,15 @@ class Reporter:
     def should_stop(self) -> bool:
         return _STOP["requested"]
 
+    def track(self, units: float):
+        """A progress callback (fraction, message) that counts `units` of work as it goes."""
+        seen = {"f": 0.0}
+
+        def callback(fraction: float, message: str) -> None:
+            self.advance(max(fraction - seen["f"], 0.0) * units, f"{message} {fraction:.0%}")
+            seen["f"] = max(fraction, seen["f"])
+        return callback
+
     def advance(self, units: float, message: str, force: bool = False, **fields) -> None:
         """Count work done; update status.json at most a few times a second."""
         self.done = min(self.done + units, self.total)
@@ -232,16 +241,18 @@ def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
     rep = Reporter(run_id, total, echo)
     images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
                                   df["hash"].tolist(), side, dcfg["interpolation"],
-                                  progress=lambda f, m: rep.advance(0, f"{m} {f:.0%}"))
+                                  progress=rep.track(len(df)))
     split = df["split"].to_numpy()
     data = {"images": images, "labels": labels, "hashes": df["hash"].tolist(), "split": split}
     model = create_model(config["backbone"], len(classes), pretrained=config["strategy"] != "scratch")
+    resuming = resume and (runs.run_dir(run_id) / "last.pt").exists()
+    head = None
     if config.get("task") == "lr_find":
         result = find_lr(model, data, config, run_id, rep)
-    elif config["strategy"] in ("linear", "finetune"):
-        result = fit_head(model, data, config, run_id, rep)
+    elif config["strategy"] in ("linear", "finetune") and not resuming:  # a resumed finetune has its head
+        result = head = fit_head(model, data, config, run_id, rep)
     if config.get("task") != "lr_find" and config["strategy"] != "linear":
-        result = fit_network(model, data, config, run_id, rep, resume=resume)
+        result = fit_network(model, data, config, run_id, rep, resume=resuming, start_from=head)
     result.update(run=run_id, seconds=round(time.time() - start, 2), device=config["device"])
     if dist.active():  # each process records a checksum of its weights: they must all agree
         workspace.atomic_write_json(runs.run_dir(run_id) / f"ddp-rank{dist.rank()}.json",
@@ -263,7 +274,9 @@ def find_lr(model, data: dict, config: dict, run_id: str, rep) -> dict:
 def _plan_units(config: dict, df) -> float:
     """Work measured in training images seen, for progress and ETA (features count once)."""
     n_train = int((df["split"] == "train").sum())
-    units = len(df)  # decoding and, where used, feature extraction
+    units = len(df)  # decoding
+    if config["strategy"] in ("linear", "finetune") or config.get("task") == "lr_find":
+        units += len(df) + n_train * HEAD_UNIT * config["head_epochs" if config["strategy"] != "linear" else "epochs"]
     if config.get("task") == "lr_find":
         return float(units)
     if config["strategy"] != "linear":

@@ -10,6 +10,9 @@ from plotly.subplots import make_subplots
 
 STAGE_NAMES = {"head": "last layer", "finetune": "fine-tuning", "full": "all layers", "scratch": "from scratch"}
 TRAIN_COLOUR, VAL_COLOUR = "#4C78A8", "#F58518"
+# Tableau 10: distinct colours for runs overlaid on one chart (the theme's default blues look alike).
+RUN_COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D", "#FF9DA6",
+               "#BAB0AC"]
 # Config keys that describe how a run was made, in the order a comparison lists them.
 COMPARED_KEYS = ["dataset", "backbone", "strategy", "epochs", "lr", "batch_size", "img_size", "augment", "seed",
                  "device", "weight_decay", "label_smoothing", "warmup_epochs", "patience", "layer_decay",
@@ -65,21 +68,22 @@ def epoch_curves(records: list[dict]) -> go.Figure:
     return fig
 
 
-def step_frame(records: list[dict]) -> pd.DataFrame:
+def step_frame(records: list[dict], steps_per_epoch: int | None = None) -> pd.DataFrame:
     """Step-loss records with `x` in epochs (2.5 = half-way through epoch 3)."""
     rows = [r for r in records if r.get("kind") == "step"]
     if not rows:
         return pd.DataFrame(columns=["epoch", "step", "loss", "lr", "x"])
     df = pd.DataFrame(rows).reindex(columns=["epoch", "step", "loss", "lr"])
     df = df.drop_duplicates(["epoch", "step"], keep="last").sort_values(["epoch", "step"])
-    per_epoch = max(int(df["step"].max()) + 1, 1)  # steps are logged every few; the largest seen is near the end
+    # Without the count, the largest step logged (every few steps) stands in for it.
+    per_epoch = max(steps_per_epoch or int(df["step"].max()) + 1, 1)
     df["x"] = df["epoch"] - 1 + (df["step"] + 1) / per_epoch
     return df.reset_index(drop=True)
 
 
-def step_loss(records: list[dict]) -> go.Figure:
+def step_loss(records: list[dict], steps_per_epoch: int | None = None) -> go.Figure:
     """Training loss of single batches as they go by, for the network strategies."""
-    df = step_frame(records)
+    df = step_frame(records, steps_per_epoch)
     fig = go.Figure(go.Scatter(x=df["x"], y=df["loss"], mode="lines", line=dict(color=TRAIN_COLOUR, width=1.5),
                                hovertemplate="loss %{y:.3f} at epoch %{x:.2f}<extra></extra>", name="Batch loss"))
     fig.update_layout(title="Training loss, batch by batch", xaxis_title="Epoch", yaxis_title="Loss",
@@ -99,7 +103,9 @@ def lr_sweep(found: dict) -> go.Figure:
                                  marker=dict(size=12, color=VAL_COLOUR, symbol="diamond"),
                                  text=[f"suggested {suggestion:.1e}"], textposition="top right",
                                  hovertemplate="suggested learning rate %{x:.1e}<extra></extra>"))
-        fig.add_vline(x=math.log10(suggestion), line_dash="dot", line_color=VAL_COLOUR)
+        fig.add_vline(x=suggestion, line_dash="dot", line_color=VAL_COLOUR)
+    if losses:  # the loss shoots up at the end of a sweep; keep the interesting part in view
+        fig.update_yaxes(range=[0, max(losses[0], min(losses)) * 1.4])
     fig.update_xaxes(type="log", title_text="Learning rate (log scale)", exponentformat="e")
     fig.update_layout(title="Loss while the learning rate grows", yaxis_title="Loss (smoothed)", height=320,
                       margin=dict(t=40, b=10), showlegend=False)
@@ -109,10 +115,11 @@ def lr_sweep(found: dict) -> go.Figure:
 def compare_val_accuracy(curves: dict[str, list[dict]]) -> go.Figure:
     """Validation accuracy per epoch of several runs on one chart (run id → its metric records)."""
     fig = go.Figure()
-    for run_id, records in curves.items():
+    for i, (run_id, records) in enumerate(curves.items()):
         df = epoch_frame(records)
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
         fig.add_trace(go.Scatter(x=df["x"], y=df["val_accuracy"], mode="lines+markers", name=run_id,
-                                 marker=dict(size=4),
+                                 marker=dict(size=4, color=colour), line=dict(color=colour),
                                  hovertemplate="%{y:.1%} at epoch %{x}<extra>" + run_id + "</extra>"))
     fig.update_layout(title="Validation accuracy per epoch", xaxis_title="Epoch (all stages in a row)",
                       yaxis_title="Validation accuracy", height=340, margin=dict(t=40, b=10),

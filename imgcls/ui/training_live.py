@@ -1,0 +1,211 @@
+"""Train page, live part: a run's progress, curves and outcome, the learning-rate plot, the runs table."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from imgcls import jobs, runs, training_charts, workspace
+
+from . import nav
+from .training import KEEP, POLL_S, WAITING, _resume
+
+# --- the live view --------------------------------------------------------------------------------
+
+
+def _duration(seconds) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "estimating time left"
+    seconds = int(seconds)
+    return f"about {seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f"about {seconds} s left"
+
+
+def _progress_text(status: dict) -> str:
+    progress = float(status.get("progress") or 0)
+    parts = [f"{progress:.0%} done" if progress else "", status.get("message") or "",
+             _duration(status.get("eta_seconds"))]
+    if status.get("images_per_second"):
+        parts.append(f"{status['images_per_second']:,.0f} images/s")
+    return " · ".join(p for p in parts if p)
+
+
+def _describe(config: dict) -> str:
+    lr = config.get("lr")
+    lr = f"{lr:.0e}" if isinstance(lr, float) else lr
+    return (f"`{config.get('backbone')}` · **{config.get('strategy')}** · up to {config.get('epochs')} epochs · "
+            f"learning rate {lr} · batch {config.get('batch_size')} · {config.get('img_size')} px · "
+            f"augmentation {config.get('augment') if isinstance(config.get('augment'), str) else 'custom'} · "
+            f"{config.get('device')}")
+
+
+def show_run(run_id: str, infos: list) -> None:
+    """Live view of a run: polled every second while it is queued or running, still once it is final."""
+    # The state the rest of the page was drawn with: any change redraws the page, so the table agrees.
+    state = next((s.get("state") for r, _, s in infos if r == run_id), None)
+    polling = state in runs.ACTIVE_STATES
+    st.fragment(run_every=POLL_S if polling else None)(_run_view)(run_id, state)
+
+
+def _stop_button(run_id: str, label: str = "Stop training") -> None:
+    if st.button(label, key=f"train.stop.{run_id}", icon=":material/stop_circle:"):
+        jobs.stop(run_id)
+        st.rerun()  # the whole page: the fragment stops polling and the runs table updates
+
+
+def _run_view(run_id: str, drawn_state: str) -> None:
+    status, config = runs.read_status(run_id), runs.read_config(run_id)
+    state = status.get("state")
+    if state != drawn_state:
+        st.rerun()  # started or finished: redraw the whole page once (runs table, timer on or off)
+    st.markdown(f"Run `{run_id}`: {_describe(config)}")
+    if state == "queued" and status.get("message") == WAITING:
+        place = jobs.queue_position(run_id)
+        st.info(f"Waiting for the {config.get('device')}{f', number {place} in the queue' if place else ''}: "
+                "this run starts when the one before it ends.", icon=":material/hourglass_top:")
+        _stop_button(run_id, "Cancel this run")
+    elif state == "queued":  # the job process is loading PyTorch; it has not asked for the device yet
+        st.progress(0.0, text=f"Starting the training process… ({status.get('message') or 'queued'})")
+        _stop_button(run_id)
+    elif state == "running":
+        st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0), text=_progress_text(status))
+        _stop_button(run_id)
+    records = runs.read_metrics(run_id)
+    show_outcome(run_id, status, config, records)
+    show_curves(config, records, run_id)
+
+
+def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -> None:
+    """The headline of a finished run, or what went wrong and what to do next."""
+    state, message = status.get("state"), status.get("message") or ""
+    if state == "done":
+        result = status.get("result") or {}
+        cols = st.columns(4)
+        cols[0].metric("Validation accuracy", f"{result.get('val_accuracy', float('nan')):.1%}")
+        cols[1].metric("Validation loss", f"{result.get('val_loss', float('nan')):.3f}")
+        cols[2].metric("Best epoch", f"{result.get('best_epoch', '?')} of {result.get('epochs', '?')}")
+        cols[3].metric("Training time", f"{result.get('seconds', 0):.0f} s")
+        for note in config.get("notes") or []:
+            st.caption(note)
+        st.success("Training finished. The best model is saved; see what it gets right and wrong on the "
+                   "Evaluate page.")
+        st.page_link(nav.EVALUATE.path, label="Go to Evaluate", icon=":material/arrow_forward:")
+    elif state == "failed":
+        st.error(f"The run failed: {message}")
+        show_log_tail(run_id)
+    elif state == "cancelled":
+        st.warning(message or "Stopped.")
+        show_best_so_far(run_id, config, records)
+    elif state == "interrupted":
+        st.warning(message)
+        show_best_so_far(run_id, config, records)
+        if st.button("Resume training", key=f"train.resume.{run_id}", icon=":material/play_arrow:"):
+            _resume(run_id)
+            st.rerun()
+
+
+def show_best_so_far(run_id: str, config: dict, records: list[dict]) -> None:
+    """For a run that did not finish: the model it kept, if any, and how good it was."""
+    if not (runs.run_dir(run_id) / "model.safetensors").exists():
+        st.caption("No model was saved: the run stopped before its first checkpoint.")
+        return
+    # The checkpoint comes from the last stage (the network for finetune), at its lowest validation loss.
+    stage = "head" if config.get("strategy") == "linear" else config.get("strategy")
+    df = training_charts.epoch_frame(records).dropna(subset=["val_loss"])
+    df = df[df["stage"] == stage]
+    if len(df):
+        best = df.loc[df["val_loss"].idxmin()]
+        st.caption(f"The model kept is from epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.1%}.")
+
+
+def show_log_tail(run_id: str, chars: int = 3000) -> None:
+    """The end of the job's log, for a failed run."""
+    path = runs.run_dir(run_id) / "log.txt"
+    if path.exists():
+        with st.expander("Details from the job's log"):
+            st.code(path.read_text(encoding="utf-8", errors="replace")[-chars:], language=None)
+
+
+def show_curves(config: dict, records: list[dict], run_id: str) -> None:
+    """Loss and accuracy per epoch, and per-batch loss for the network strategies."""
+    if any(r.get("kind") == "epoch" for r in records):
+        st.plotly_chart(training_charts.epoch_curves(records), key=f"train.curves.{run_id}")
+    if sum(r.get("kind") == "step" for r in records) >= 3:  # a line needs a few points to say anything
+        train, batch = (config.get("images") or {}).get("train", 0), config.get("batch_size") or 1
+        steps = max(train // batch, 1)  # the loader drops the last partial batch
+        st.plotly_chart(training_charts.step_loss(records, steps), key=f"train.steps.{run_id}")
+
+
+# --- learning-rate finder ---------------------------------------------------------------------------
+
+
+def _use_lr(value: float) -> None:
+    st.session_state["train.lr_mode"] = "custom"
+    st.session_state["train.lr_value"] = f"{value:.2e}"
+
+
+def show_lr_find(run_id: str) -> None:
+    """The learning-rate search: its progress, then the loss curve with a button to use the suggestion."""
+    polling = runs.read_status(run_id).get("state") in runs.ACTIVE_STATES
+    st.fragment(run_every=POLL_S if polling else None)(_lr_view)(run_id, polling)
+
+
+def _lr_view(run_id: str, polling: bool) -> None:
+    status, config = runs.read_status(run_id), runs.read_config(run_id)
+    state = status.get("state")
+    if polling and state not in runs.ACTIVE_STATES:
+        st.rerun()
+    what = f"{config.get('strategy')} with `{config.get('backbone')}`"
+    if state in runs.ACTIVE_STATES:
+        text = "Waiting for the device" if state == "queued" else _progress_text(status)
+        st.progress(float(status.get("progress") or 0), text=f"Searching a learning rate for {what}: {text}")
+        _stop_button(run_id, "Stop the search")
+        return
+    found = workspace.read_json(runs.run_dir(run_id) / "lr_find.json") if state == "done" else None
+    if not found:
+        st.warning(f"The learning-rate search for {what} did not finish: {status.get('message') or state}")
+        return
+    suggestion = float(found["suggestion"])
+    st.markdown(f"**Learning-rate search** for {what}: the loss falls fastest near **{suggestion:.1e}**.")
+    st.plotly_chart(training_charts.lr_sweep(found), key=f"train.lr_chart.{run_id}")
+    if st.button(f"Use {suggestion:.2e}", key=f"train.use_lr.{run_id}", on_click=_use_lr, args=(suggestion,),
+                 help=f"Sets the learning rate above; found for {what}."):
+        st.rerun()  # the settings live outside this fragment: redraw the page to show the new value
+
+
+# --- comparing runs ---------------------------------------------------------------------------------
+
+
+def show_runs_table(dataset: str, infos: list) -> None:
+    """All training runs; ticked rows get their validation accuracy overlaid and their settings compared."""
+    every = st.toggle("Runs of every dataset", key="train.runs.every", persist_state=KEEP)
+    shown = [(r, c, s) for r, c, s in infos
+             if c.get("task", "train") == "train" and (every or c.get("dataset") == dataset)]
+    if not shown:
+        st.caption("No runs yet: the runs you start appear here, so you can compare them.")
+        return
+    rows = [training_charts.run_row(r, c, s) for r, c, s in shown]
+    for row in rows:  # shown as 97.3%: one decimal tells close runs apart
+        row["best val accuracy"] = None if row["best val accuracy"] is None else 100 * row["best val accuracy"]
+    done = [i for i, (_, _, s) in enumerate(shown) if s.get("state") == "done"][:2]
+    col = st.column_config
+    event = st.dataframe(
+        rows, hide_index=True, on_select="rerun", selection_mode="multi-row", placeholder="–",
+        key=f"train.runs.{len(rows)}.{every}",  # a new run shifts the rows: start with a fresh selection
+        selection_default={"selection": {"rows": done}},
+        column_order=None if every else [k for k in rows[0] if k != "dataset"],
+        column_config={"best val accuracy": col.NumberColumn(format="%.1f%%"),
+                       "val loss": col.NumberColumn(format="%.3f"), "seconds": col.NumberColumn(format="%.0f")})
+    picked = [shown[i] for i in event.selection.rows if i < len(shown)]
+    if not picked:
+        st.caption("Tick runs in the table to overlay their validation accuracy; tick two to compare settings.")
+        return
+    curves = {r: runs.read_metrics(r) for r, _, _ in picked}
+    st.plotly_chart(training_charts.compare_val_accuracy(curves), key="train.compare")
+    if len(picked) == 2:
+        diff = training_charts.config_diff(picked[0][1], picked[1][1])
+        st.markdown(f"**Settings that differ** between `{picked[0][0]}` (first) and `{picked[1][0]}` (second):")
+        if diff.empty:
+            st.caption("None: the two runs used the same settings.")
+        else:
+            st.dataframe(diff, hide_index=True, key="train.diff")
