@@ -140,6 +140,7 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
+        _reemit_last_record(run_id, state, rep)
         rep.advance(len(data["labels"][tr]) * 3 * state["epoch"], "Resumed", force=True)
     ips = []
     for epoch in range(state["epoch"] + 1, config["epochs"] + 1):
@@ -159,10 +160,11 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
             save_model(model, folder / "model.safetensors", {"run": run_id, "epoch": str(epoch)})
         else:
             state["bad"] += 1
+        record = {"kind": "epoch", "stage": config["strategy"], "epoch": epoch, **stats, **val,
+                  "lr": optimizer.param_groups[-1]["lr"]}
+        state["last_record"] = record
         _save_last(folder, model, optimizer, scheduler, state)
-        # recorded only once the checkpoint holds this epoch, so a resume never logs an epoch twice
-        rep.metric({"kind": "epoch", "stage": config["strategy"], "epoch": epoch, **stats, **val,
-                    "lr": optimizer.param_groups[-1]["lr"]})
+        rep.metric(record)  # after the checkpoint: a kill in between is mended on resume
         rep.advance(0, f"Epoch {epoch}/{config['epochs']} done", force=True, epoch=epoch,
                     epochs=config["epochs"], val_accuracy=val["val_accuracy"],
                     images_per_second=stats["images_per_second"])
@@ -173,6 +175,14 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
     return {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "best_epoch": best["epoch"],
             "epochs": state["epoch"], "images_per_second": float(np.median(ips)) if ips else 0.0, "lr": lr,
             "imbalance_weighting": weights is not None}
+
+
+def _reemit_last_record(run_id: str, state: dict, rep) -> None:
+    """Log the checkpoint's last epoch if a kill came between saving it and logging it."""
+    record = state.get("last_record")
+    logged = {(m.get("stage"), m.get("epoch")) for m in runs.read_metrics(run_id) if m.get("kind") == "epoch"}
+    if record and (record["stage"], record["epoch"]) not in logged:
+        rep.metric(record)
 
 
 def _on_step(rep, s: dict, epoch: int, epochs: int, per_img: int, batch: int) -> None:
