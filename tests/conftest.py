@@ -22,6 +22,25 @@ def imgcls_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture
+def app_home(tmp_path, monkeypatch) -> Path:
+    """For AppTests: an IMGCLS_HOME of the test's own, the app's serializable-state rule on, and no
+    background job left running afterwards."""
+    from streamlit import config
+
+    from imgcls import jobs
+
+    home = tmp_path / "ws"
+    monkeypatch.setenv("IMGCLS_HOME", str(home))
+    # config.toml is read from the working directory; set the rule here so tests enforce it anywhere
+    old = config.get_option("runner.enforceSerializableSessionState")
+    config.set_option("runner.enforceSerializableSessionState", True)
+    yield home
+    config.set_option("runner.enforceSerializableSessionState", old)
+    for run_id in jobs.active_runs():
+        jobs.stop(run_id)
+
+
 # --- generated inputs -------------------------------------------------------------------------
 
 

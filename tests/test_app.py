@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from imgcls import data, workspace
@@ -21,16 +20,7 @@ DATA = nav.DATA.path
 TIMEOUT = 60  # the first run imports plotly and pandas; a slow CI machine needs the headroom
 
 
-@pytest.fixture(autouse=True)
-def fresh_workspace(tmp_path, monkeypatch):
-    """Each test gets its own empty IMGCLS_HOME and the app's serializable-state rule."""
-    home = tmp_path / "ws"
-    monkeypatch.setenv("IMGCLS_HOME", str(home))
-    # config.toml is read from the working directory; set the rule here so tests enforce it anywhere.
-    old = config.get_option("runner.enforceSerializableSessionState")
-    config.set_option("runner.enforceSerializableSessionState", True)
-    yield home
-    config.set_option("runner.enforceSerializableSessionState", old)
+pytestmark = pytest.mark.usefixtures("app_home")
 
 
 def open_page(page: str) -> AppTest:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from imgcls import data, jobs, runs, training_charts, workspace
@@ -20,17 +19,7 @@ TIMEOUT = 60  # the first run imports torch, timm and plotly
 RUN_LIMIT_S = 150  # a linear run on shapes: ~5 s to start, ~20 s of features on 2 CPU cores
 
 
-@pytest.fixture(autouse=True)
-def fresh_workspace(tmp_path, monkeypatch):
-    """Each test gets its own IMGCLS_HOME; background jobs still going at the end are stopped."""
-    home = tmp_path / "ws"
-    monkeypatch.setenv("IMGCLS_HOME", str(home))
-    old = config.get_option("runner.enforceSerializableSessionState")
-    config.set_option("runner.enforceSerializableSessionState", True)
-    yield home
-    config.set_option("runner.enforceSerializableSessionState", old)
-    for run_id in jobs.active_runs():
-        jobs.stop(run_id)
+pytestmark = pytest.mark.usefixtures("app_home")
 
 
 def shapes() -> None:
