@@ -83,7 +83,10 @@ def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -
         cols = st.columns(4)
         cols[0].metric("Validation accuracy", f"{result.get('val_accuracy', float('nan')):.1%}")
         cols[1].metric("Validation loss", f"{result.get('val_loss', float('nan')):.3f}")
-        cols[2].metric("Best epoch", f"{result.get('best_epoch', '?')} of {result.get('epochs', '?')}")
+        best = result.get("best_epoch", "?")
+        # finetune's best can be its last-layer stage (epoch 0): the network stage did not beat it
+        cols[2].metric("Best epoch", "last-layer stage" if best == 0 and config.get("strategy") == "finetune"
+                       else f"{best} of {result.get('epochs', '?')}")
         cols[3].metric("Training time", f"{result.get('seconds', 0):.0f} s")
         for note in config.get("notes") or []:
             st.caption(note)
