@@ -1,15 +1,40 @@
-"""Augment: placeholder for choosing image variations."""
+"""Augment: choose the random changes made to training images, see them on your own images, save them."""
 
 import streamlit as st
 
-from imgcls.ui import widgets
+from imgcls.ui import augment_views, augmenting, state, widgets
 
 st.title("Augment")
-st.markdown("Here you will choose small random changes made to training images, so the model "
-            "learns what matters and not the accidents of your photos.")
-widgets.show_coming_soon([
-    "Switch on flips, crops, rotations and colour changes, and set how strong they are.",
-    "Preview the changes on your own images before training.",
-    "The choice is saved with the dataset and used by every training run.",
-])
-widgets.show_dataset_nudge()
+widgets.show_flash()
+augment_views.show_intro()
+if not widgets.show_dataset_nudge():
+    st.stop()
+
+dataset = state.active_dataset()
+size, dcfg = augmenting.model_size()
+choices = augmenting.load_once(dataset, size)
+
+editor, shown = st.columns([2, 3], gap="large")
+with editor:
+    st.subheader("Pipeline")
+    # The editor's sliders write into `choices`; the preset caption needs the result, so it is filled last.
+    presets = st.container()
+    augmenting.pipeline_controls(choices)
+    pipeline = augmenting.pipeline_dict(choices, size)
+    with presets:
+        augmenting.preset_controls(size, pipeline)
+
+with shown:
+    head = st.container(horizontal=True, vertical_alignment="bottom")
+    head.subheader("Preview", width="stretch")
+    augment_views.resample_button(head)
+    rows, k = augment_views.preview_controls(dataset)
+    if rows is not None and pipeline is not None:
+        augment_views.show_preview(dataset, rows, k, pipeline, size, dcfg)
+
+st.subheader("Could a transform change the label?")
+augment_views.show_label_safety(dataset, choices, pipeline, size, dcfg)
+
+st.subheader("Save and share")
+augment_views.save_controls(dataset, pipeline)
+augment_views.upload_controls()

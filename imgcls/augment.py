@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import albumentations as A
+import numpy as np
 
 PRESETS = ("none", "light", "medium", "heavy")
 
@@ -35,12 +36,27 @@ def preset_transforms(preset: str, img_size: int) -> list:
     raise ValueError(f"Unknown augmentation preset '{preset}': choose one of {', '.join(PRESETS)}, or a JSON file.")
 
 
+def reseed(pipeline: A.BaseCompose, seed: int) -> A.BaseCompose:
+    """Seed a pipeline so that every transform draws from a stream of its own.
+
+    albumentations 2.0.8's Compose.set_random_seed gives each transform the same seed, so transforms with the
+    same p fire together: HorizontalFlip and VerticalFlip at p=0.5 give both flips or none, never one.
+    """
+    pipeline.set_random_seed(seed)
+    children = np.random.SeedSequence(int(seed)).spawn(len(pipeline.transforms))
+    for transform, child in zip(pipeline.transforms, children):
+        sub = int(child.generate_state(1)[0])
+        reseed(transform, sub) if isinstance(transform, A.BaseCompose) else transform.set_random_seed(sub)
+    return pipeline
+
+
 def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None) -> A.Compose:
     """A Compose from a preset name, a saved albumentations dict, or a path to a JSON/YAML file."""
     if isinstance(spec, dict):
-        return _from_dict(spec, seed)
+        return _from_dict(_resize_crops(spec, img_size), seed)
     if spec in PRESETS:
-        return A.Compose(preset_transforms(spec, img_size), seed=seed)
+        pipeline = A.Compose(preset_transforms(spec, img_size))
+        return reseed(pipeline, seed) if seed is not None else pipeline
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"Unknown augmentation '{spec}': use none, light, medium, heavy or a pipeline file.")
@@ -48,7 +64,16 @@ def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None) -> 
         loaded = A.load(str(path), data_format="yaml" if path.suffix in (".yaml", ".yml") else "json")
     except Exception as exc:  # albumentations raises many kinds of errors on a malformed file
         raise ValueError(f"{path.name} is not a valid augmentation pipeline ({exc}).")
-    return _from_dict(A.to_dict(loaded), seed)
+    return _from_dict(_resize_crops(A.to_dict(loaded), img_size), seed)
+
+
+def _resize_crops(data: dict, img_size: int) -> dict:
+    """Saved crops keep the size they were saved at; a run at another size gets crops of its own size."""
+    data = json.loads(json.dumps(data))
+    for item in data.get("transform", {}).get("transforms", []):
+        if item.get("__class_fullname__", "").endswith("RandomResizedCrop"):
+            item["size"] = [img_size, img_size]
+    return data
 
 
 def _from_dict(data: dict, seed: int | None) -> A.Compose:
@@ -58,8 +83,7 @@ def _from_dict(data: dict, seed: int | None) -> A.Compose:
         raise ValueError(f"The augmentation pipeline could not be read ({exc}).")
     if not isinstance(pipeline, A.Compose):
         pipeline = A.Compose([pipeline])
-    pipeline.set_random_seed(seed) if seed is not None else None
-    return pipeline
+    return reseed(pipeline, seed) if seed is not None else pipeline
 
 
 def pipeline_to_dict(pipeline: A.Compose) -> dict:

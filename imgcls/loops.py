@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import reseed
 from .imgcache import center_crop, to_tensor
 
 
@@ -49,7 +50,7 @@ def seed_worker(_worker_id: int) -> None:
     seed = info.seed % 2**32
     np.random.seed(seed)
     if getattr(info.dataset, "pipeline", None) is not None:
-        info.dataset.pipeline.set_random_seed(seed)
+        reseed(info.dataset.pipeline, seed)
 
 
 def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -62,3 +62,8 @@ def test_malformed_pipeline_file_gets_a_plain_message(tmp_path):
     bad.write_text('{"transform": {"__class_fullname__": "Compose", "transforms": [{"nope": 1}]}}')
     with pytest.raises(ValueError, match="bad.json"):
         build_pipeline(str(bad), 224)
+
+
+def test_a_saved_crop_follows_the_run_image_size():
+    saved = pipeline_to_dict(augspec.build([{"name": "RandomResizedCrop", "p": 1.0}], img_size=256))
+    assert build_pipeline(saved, 64, seed=0)(image=IMAGE)["image"].shape == (64, 64, 3)

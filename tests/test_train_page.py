@@ -93,7 +93,7 @@ def test_renders_with_a_dataset_and_good_defaults():
     assert "bundled" in at.selectbox(key="train.backbone").format_func("efficientnet_lite0")
     assert at.radio(key="train.strategy").value == "linear"
     assert at.number_input(key="train.epochs").value == 60
-    assert at.selectbox(key="train.augment").value == "light"
+    assert any("light preset" in m.value for m in at.markdown)  # nothing saved on the Augment page yet
     header = " ".join(m.value for m in at.markdown)
     assert "350 train" in header and "75 validation" in header and "75 test" in header
     assert "CPU" in header or "GPU" in header
@@ -107,14 +107,13 @@ def test_renders_with_a_dataset_and_good_defaults():
 def test_linear_run_from_the_page_trains_in_the_background():
     shapes()
     at = open_train()
-    at.selectbox(key="train.augment").set_value("none").run()
     at.button(key="train.start").click().run()
     assert not at.error
     run_id = the_run()
     assert state_of(run_id) in runs.ACTIVE_STATES
     assert runs.pid_alive(runs.read_status(run_id)["pid"])  # a process of its own, not the page
     cfg = runs.read_config(run_id)
-    assert (cfg["strategy"], cfg["backbone"], cfg["augment"]) == ("linear", "efficientnet_lite0", "none")
+    assert (cfg["strategy"], cfg["backbone"], cfg["augment"]) == ("linear", "efficientnet_lite0", "saved")
     poll(at, lambda a: state_of(run_id) == "done" and a.metric, "the linear run to finish")
     accuracy = metric(at, "Validation accuracy")
     assert accuracy.endswith("%") and float(accuracy[:-1]) > 60
@@ -222,3 +221,14 @@ def test_compare_helpers_show_differences_and_curves():
     diff = training_charts.config_diff({"strategy": "linear", "lr": 0.003, "seed": 0},
                                        {"strategy": "finetune", "lr": 0.001, "seed": 0})
     assert list(diff["setting"]) == ["strategy", "lr"]
+
+
+def test_header_names_the_pipeline_saved_on_the_augment_page():
+    from imgcls import augspec
+    from imgcls.augment import save_pipeline
+
+    shapes()
+    save_pipeline("shapes", augspec.build([{"name": "VerticalFlip"}], img_size=256))
+    at = open_train()
+    assert any("saved pipeline, 1 transform (VerticalFlip)" in m.value for m in at.markdown)
+    assert not at.exception

@@ -10,7 +10,7 @@ import streamlit as st
 from imgcls import charts, workspace
 
 
-def _stamp(name: str) -> tuple[str, int, int]:
+def stamp(name: str) -> tuple[str, int, int]:
     """The manifest's folder, mtime and size: a new write (always atomic) changes the key."""
     path = workspace.dataset_dir(name) / "manifest.csv"
     stat = path.stat()
@@ -31,12 +31,12 @@ def _figures(folder: str, mtime_ns: int, size: int):
 
 def manifest(name: str) -> pd.DataFrame:
     """A dataset's manifest, read from disk only when the file has changed."""
-    return _manifest(*_stamp(name))
+    return _manifest(*stamp(name))
 
 
 def figures(name: str):
     """The class/split bar chart and the image-size chart of a dataset, built once per change."""
-    return _figures(*_stamp(name))
+    return _figures(*stamp(name))
 
 
 def summary(name: str) -> dict:

@@ -10,15 +10,14 @@ from functools import partial
 import streamlit as st
 
 from imgcls import jobs, models, runs, workspace
-from imgcls.augment import PRESETS
+from imgcls.augment import load_pipeline
 from imgcls.train import DEFAULTS, STRATEGIES, TrainConfig, TrainError, prepare_run
 
-from . import cached
+from . import cached, nav
 
 # Session-state keys of this page (plain values; the form's widgets keep theirs with persist_state).
 RUN = "train.run"  # id of the run shown in the live view
 LR_RUN = "train.lr_run"  # id of the latest learning-rate search started here
-AUGMENT = "train.augment"  # augmentation preset; the Augment page will own this later
 CHECKED = "train.checked_interrupted"  # mark_interrupted() has run for this session
 POLL_S = 1.0  # live view refresh while a job is queued or running: smooth enough, two small file reads
 STRATEGY_TITLES = {"linear": "Last layer only (linear)", "finetune": "Fine-tune the top layers (finetune)",
@@ -62,16 +61,25 @@ def available_devices() -> list[str]:
     return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if mps else [])
 
 
+def augmentation_summary(dataset: str) -> str:
+    """What training will use: the pipeline saved on the Augment page, or the light preset."""
+    saved = load_pipeline(dataset)
+    if not saved:
+        return "the light preset (nothing saved yet)"
+    names = [t.get("__class_fullname__", "?").split(".")[-1] for t in saved.get("transform", {}).get("transforms", [])]
+    return f"saved pipeline, {len(names)} transform{'s' if len(names) != 1 else ''}" + (
+        f" ({', '.join(names)})" if names else "")
+
+
 def show_header(dataset: str, infos: list) -> None:
     """The dataset trained on, the augmentation used, and the device it runs on."""
     splits = cached.summary(dataset)["splits"]
     left, middle, right = st.columns([3, 2, 2], vertical_alignment="bottom")
     left.markdown(f"**Dataset:** {dataset}  \n{cached.summary(dataset)['classes']} classes · "
                   f"{splits['train']:,} train · {splits['val']:,} validation · {splits['test']:,} test images")
-    st.session_state.setdefault(AUGMENT, "light")
-    middle.selectbox("Augmentation", PRESETS, key=AUGMENT, persist_state=KEEP,
-                     help="Random changes to training images (crops, flips, colour) so the model copes with new "
-                          "photos. The Augment page will let you build your own.")
+    middle.markdown(f"**Augmentation:** {augmentation_summary(dataset)}  \n"
+                    "The linear strategy trains on unchanged images.")
+    middle.page_link(nav.AUGMENT.path, label="Change it on the Augment page", icon=":material/auto_fix_high:")
     busy = [r for r, _, s in infos if s.get("state") in runs.ACTIVE_STATES]
     right.markdown(f"**Device:** {device_summary()}  \n"
                    + (f"{len(busy)} job{'s' if len(busy) > 1 else ''} queued or running" if busy else "no job running"))
@@ -205,7 +213,7 @@ def config_controls(dataset: str) -> TrainConfig | None:
     if lr == "invalid":
         return None
     return TrainConfig(dataset, backbone=backbone, strategy=strategy, epochs=int(epochs), lr=lr,
-                       augment=st.session_state.get(AUGMENT, "light"), **advanced)
+                       augment="saved", **advanced)
 
 
 # --- starting jobs ------------------------------------------------------------------------------
