@@ -130,6 +130,22 @@ def cmd_stop(args) -> dict:
     return {"run": args.run, "state": status.get("state")}
 
 
+def cmd_evaluate(args) -> dict:
+    """Evaluate a run on a split: metrics, and the predictions table saved with the run."""
+    from .evaluate import evaluate
+    from .train import resolve_device
+
+    result = evaluate(args.run, args.split, args.tta, resolve_device(args.device))
+    if not args.json:
+        print(f"{args.run} on {args.split}: accuracy {result['accuracy']:.3f}, balanced {result['balanced_accuracy']:.3f}, "
+              f"macro F1 {result['macro_f1']:.3f}, ECE {result['ece']:.3f}")
+        for name, row in result["per_class"].items():
+            print(f"  {name:<20} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+                  f"F1 {row['f1']:.3f}  ({row['support']} images)")
+        print(f"Predictions: {result['predictions']}")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
     parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
@@ -184,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # a run prepared by the app
     p.set_defaults(func=cmd_train)
     verbs.add_parser("runs", help="list training runs").set_defaults(func=cmd_runs)
+    p = verbs.add_parser("evaluate", help="metrics and predictions of a run on a split")
+    p.add_argument("run")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(func=cmd_evaluate)
     p = verbs.add_parser("stop", help="stop a training run")
     p.add_argument("run")
     p.set_defaults(func=cmd_stop)

@@ -1,0 +1,114 @@
+"""Evaluating a trained run: a predictions table and the metrics an expert checks, saved with the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn import metrics as skm
+
+from . import imgcache, runs, workspace
+from .checkpoint import load_run_model
+from .loops import predict_arrays
+
+RELIABILITY_BINS = 10
+
+
+def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bool) -> np.ndarray:
+    dcfg, size = config["data_config"], config["img_size"]
+    probs = predict_arrays(model, images, size, dcfg["mean"], dcfg["std"], device)
+    if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
+        probs = (probs + predict_arrays(model, images[:, :, ::-1], size, dcfg["mean"], dcfg["std"], device)) / 2
+    return probs
+
+
+def predict_split(run_id: str, split: str = "val", tta: bool = False, device: str = "cpu") -> pd.DataFrame:
+    """One row per image of a split: label, prediction, class probabilities, loss and correctness."""
+    model, config = load_run_model(run_id, device)
+    classes = config["classes"]
+    df = workspace.read_manifest(config["dataset"])
+    df = df[~df["excluded"] & (df["split"] == split) & df["label"].isin(classes)].reset_index(drop=True)
+    if df.empty:
+        raise ValueError(f"The '{split}' split of '{config['dataset']}' has no images of the run's classes.")
+    side = imgcache.cache_size(config["img_size"], config["data_config"]["crop_pct"])
+    images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
+                                  df["hash"].tolist(), side, config["data_config"]["interpolation"])
+    with torch.inference_mode():
+        probs = _probabilities(model, images, config, device, tta)
+    index = {c: i for i, c in enumerate(classes)}
+    y = df["label"].map(index).to_numpy()
+    out = df[["path", "hash", "label"]].copy()
+    out["prediction"] = [classes[i] for i in probs.argmax(1)]
+    out["confidence"] = probs.max(1)
+    out["loss"] = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+    out["correct"] = out["prediction"] == out["label"]
+    for i, name in enumerate(classes):
+        out[f"p:{name}"] = probs[:, i]
+    return out
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
+    """Accuracy against confidence in equal-width bins, and the expected calibration error (ECE)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            ece += mask.mean() * abs(acc - conf)
+            rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()),
+                         "accuracy": acc, "confidence": conf})
+    return {"bins": rows, "ece": float(ece)}
+
+
+def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, balanced accuracy, macro F1, per-class scores, confusion, top-k, ROC-AUC and ECE."""
+    n = len(classes)
+    pred = probs.argmax(1)
+    idx = list(range(n))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(labels, pred, labels=idx, zero_division=0)
+    confusion = skm.confusion_matrix(labels, pred, labels=idx)
+    rows = confusion.sum(1, keepdims=True)
+    out = {
+        "images": int(len(labels)),
+        "accuracy": float(skm.accuracy_score(labels, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)),
+        "macro_f1": float(skm.f1_score(labels, pred, labels=idx, average="macro", zero_division=0)),
+        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                          "support": int(support[i])} for i, c in enumerate(classes)},
+        "classes": list(classes),
+        "confusion": confusion.tolist(),
+        "confusion_normalised": np.divide(confusion, np.maximum(rows, 1)).tolist(),
+    }
+    if n > 2:
+        k = min(3, n - 1)
+        out[f"top{k}_accuracy"] = float(skm.top_k_accuracy_score(labels, probs, k=k, labels=idx))
+    out["roc_auc"] = _roc_auc(labels, probs, n)
+    calib = reliability(probs.max(1), pred == labels)
+    out["ece"], out["reliability"] = calib["ece"], calib["bins"]
+    return out
+
+
+def _roc_auc(labels: np.ndarray, probs: np.ndarray, n: int) -> float | None:
+    """One-vs-rest macro ROC-AUC; None when a class is missing from the split (it is undefined then)."""
+    if len(np.unique(labels)) < n:
+        return None
+    if n == 2:
+        return float(skm.roc_auc_score(labels, probs[:, 1]))
+    return float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(n))))
+
+
+def evaluate(run_id: str, split: str = "val", tta: bool = False, device: str = "cpu") -> dict:
+    """Predict a split, compute the metrics, and save both with the run (predictions-<split>.csv)."""
+    table = predict_split(run_id, split, tta, device)
+    classes = runs.read_config(run_id)["classes"]
+    labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    probs = table[[f"p:{c}" for c in classes]].to_numpy()
+    result = compute_metrics(labels, probs, classes)
+    folder = runs.run_dir(run_id)
+    suffix = f"{split}{'-tta' if tta else ''}"
+    workspace.atomic_write_text(folder / f"predictions-{suffix}.csv", table.to_csv(index=False))
+    result.update(run=run_id, split=split, tta=tta, predictions=str(folder / f"predictions-{suffix}.csv"))
+    workspace.atomic_write_json(folder / f"evaluation-{suffix}.json", result)
+    return result

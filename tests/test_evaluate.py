@@ -1,0 +1,80 @@
+"""Evaluation: our metrics against scikit-learn, calibration, and a run evaluated end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from imgcls import runs
+from imgcls.evaluate import compute_metrics, evaluate, reliability
+from imgcls.train import TrainConfig, prepare_run, run
+
+from test_train import SMALL, make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _random_case(n=60, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    logits = rng.normal(size=(n, classes)) + 1.5 * np.eye(classes)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return labels, probs
+
+
+def test_metrics_match_scikit_learn():
+    labels, probs = _random_case()
+    pred = probs.argmax(1)
+    out = compute_metrics(labels, probs, ["a", "b", "c"])
+    assert out["accuracy"] == pytest.approx(skm.accuracy_score(labels, pred))
+    assert out["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(labels, pred))
+    assert out["macro_f1"] == pytest.approx(skm.f1_score(labels, pred, average="macro"))
+    p, r, f, s = skm.precision_recall_fscore_support(labels, pred)
+    assert [out["per_class"][c]["recall"] for c in "abc"] == pytest.approx(list(r))
+    assert [out["per_class"][c]["precision"] for c in "abc"] == pytest.approx(list(p))
+    assert [out["per_class"][c]["support"] for c in "abc"] == list(s)
+    assert out["confusion"] == skm.confusion_matrix(labels, pred).tolist()
+    assert out["top2_accuracy"] == pytest.approx(skm.top_k_accuracy_score(labels, probs, k=2))
+    assert out["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovr"))
+    assert np.allclose(np.asarray(out["confusion_normalised"]).sum(1), 1.0)
+
+
+def test_binary_roc_auc_and_a_missing_class():
+    labels, probs = _random_case(classes=2)
+    assert compute_metrics(labels, probs, ["x", "y"])["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(labels, probs[:, 1]))
+    labels3, probs3 = _random_case(classes=3)
+    keep = labels3 != 2  # no image of the third class: ROC-AUC is undefined, not a crash
+    assert compute_metrics(labels3[keep], probs3[keep], ["a", "b", "c"])["roc_auc"] is None
+
+
+def test_expected_calibration_error():
+    rng = np.random.default_rng(1)
+    correct = rng.random(10_000) < 0.8
+    assert reliability(np.full(10_000, 0.8), correct)["ece"] == pytest.approx(0.0, abs=0.02)
+    assert reliability(np.full(10_000, 1.0), correct)["ece"] == pytest.approx(0.2, abs=0.02)
+
+
+def test_evaluating_a_run_reproduces_its_validation_accuracy_and_saves_predictions(imgcls_home):
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=20, **SMALL))
+    trained = run(run_id, echo=lambda _: None)
+    result = evaluate(run_id, "val")
+    assert result["accuracy"] == pytest.approx(trained["val_accuracy"])
+    table = pd.read_csv(result["predictions"])
+    assert {"path", "label", "prediction", "p:blue", "p:red", "loss", "correct"} <= set(table.columns)
+    assert np.allclose(table[["p:blue", "p:red"]].sum(axis=1), 1.0, atol=1e-5)
+    out = subprocess.run([sys.executable, "-m", "imgcls", "evaluate", run_id, "--split", "val", "--json"],
+                         cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(imgcls_home)),
+                         capture_output=True, text=True, check=True)
+    cli = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"accuracy", "macro_f1", "per_class", "confusion", "ece", "predictions"} <= set(cli)
+    assert (runs.run_dir(run_id) / "evaluation-val.json").exists()
