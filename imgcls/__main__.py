@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import workspace
 
@@ -146,6 +147,23 @@ def cmd_evaluate(args) -> dict:
     return result
 
 
+def cmd_predict(args) -> dict:
+    """Predict images, folders or ZIPs with a trained run; optionally write a CSV."""
+    from .predict import Predictor, read_inputs, to_csv
+    from .train import resolve_device
+
+    predictor = Predictor(args.run, resolve_device(args.device))
+    files, errors = read_inputs(args.images)
+    rows = predictor.predict(files, top_k=args.top_k, min_confidence=args.min_confidence) + errors
+    if args.csv:
+        workspace.atomic_write_text(Path(args.csv), to_csv(rows, predictor.classes))
+    if not args.json:
+        for r in rows:
+            print(f"{r['file']}: " + (f"{r['prediction']} ({r['confidence']:.1%})" if "prediction" in r
+                                      else f"skipped, {r['error']}"))
+    return {"run": args.run, "predictions": rows, "csv": args.csv}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
     parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
@@ -206,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=cmd_evaluate)
+    p = verbs.add_parser("predict", help="predict images, folders or ZIPs with a trained run")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--csv", help="write the predictions to this CSV file")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--min-confidence", type=float, default=0.0, help="below this, the answer is 'not sure'")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
     p = verbs.add_parser("stop", help="stop a training run")
     p.add_argument("run")
     p.set_defaults(func=cmd_stop)

@@ -1,0 +1,67 @@
+"""Prediction on new images: top-k, 'not sure', bad files reported while the batch goes on."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imgcls import workspace
+from imgcls.evaluate import evaluate
+from imgcls.predict import Predictor
+from imgcls.train import TrainConfig, prepare_run, run
+
+from test_train import SMALL, _png, make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def trained(imgcls_home):
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=20, **SMALL))
+    run(run_id, echo=lambda _: None)
+    return run_id
+
+
+def test_predictions_match_evaluation_and_bad_files_do_not_stop_the_batch(trained):
+    predictor = Predictor(trained)
+    table = pd.read_csv(evaluate(trained, "val")["predictions"])
+    folder = workspace.dataset_dir("toy")
+    files = [(p, (folder / p).read_bytes()) for p in table["path"]]
+    rows = predictor.predict(files[:1] + [("broken.jpg", b"not an image")] + files[1:], top_k=2)
+    assert [r["file"] for r in rows] == [files[0][0], "broken.jpg"] + [f for f, _ in files[1:]]
+    assert "corrupt" in rows[1]["error"]
+    good = [r for r in rows if "error" not in r]
+    ours = np.array([[r["probabilities"][c] for c in ("blue", "red")] for r in good])
+    assert np.allclose(ours, table[["p:blue", "p:red"]].to_numpy(), atol=1e-4)  # same preprocessing everywhere
+    assert all(len(r["top"]) == 2 and r["top"][0][1] >= r["top"][1][1] for r in good)
+
+
+def test_not_sure_below_the_threshold(trained):
+    data = _png((130, 40, 130), 99)  # purple: halfway between the red and blue classes
+    row = Predictor(trained).predict([("purple.png", data)], min_confidence=1.01)[0]
+    assert row["prediction"] == "not sure" and 0 < row["confidence"] <= 1
+
+
+def test_cli_predict_writes_a_csv_and_reports_missing_files(trained, imgcls_home, tmp_path):
+    image = tmp_path / "red.png"
+    image.write_bytes(_png((220, 40, 40), 123))
+    out_csv = tmp_path / "out.csv"
+    out = subprocess.run([sys.executable, "-m", "imgcls", "predict", trained, str(image), str(tmp_path / "nope.png"),
+                          "--csv", str(out_csv), "--json"], cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(imgcls_home)),
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    by_file = {r["file"]: r for r in result["predictions"]}
+    assert by_file[str(image)]["prediction"] == "red"
+    assert "unreadable" in by_file[str(tmp_path / "nope.png")]["error"]
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert {r["file"] for r in rows} == set(by_file) and "p:red" in rows[0]
