@@ -164,6 +164,18 @@ def cmd_predict(args) -> dict:
     return {"run": args.run, "predictions": rows, "csv": args.csv}
 
 
+def cmd_export(args) -> dict:
+    """Write a run's export bundle: safetensors, TorchScript, ONNX, preprocessing, goldens, predict.py."""
+    from .export import export_run
+
+    out = export_run(args.run, args.out)
+    files = sorted(p.name for p in out.iterdir())
+    if not args.json:
+        print(f"Exported {args.run} to {out}: {', '.join(files)}")
+        print(f"Try it: cd {out} && python predict.py goldens/*.*")
+    return {"run": args.run, "out": str(out), "files": files}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
     parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
@@ -232,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float, default=0.0, help="below this, the answer is 'not sure'")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
+    p = verbs.add_parser("export", help="export a run: ONNX, TorchScript, safetensors, predict.py, goldens")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="a new folder for the bundle")
+    p.set_defaults(func=cmd_export)
     p = verbs.add_parser("stop", help="stop a training run")
     p.add_argument("run")
     p.set_defaults(func=cmd_stop)

@@ -1,0 +1,75 @@
+"""Exports: ONNX and TorchScript match the app's probabilities; predict.py checks itself on the goldens."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from imgcls.export import export_run, onnx_probabilities
+from imgcls.imgcache import to_tensor
+from imgcls.predict import Predictor, prepare
+from imgcls.images import decode
+from imgcls.train import TrainConfig, prepare_run, run
+
+from test_train import SMALL, make_dataset
+
+
+@pytest.fixture
+def bundle(imgcls_home, tmp_path):
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=10, **SMALL))
+    run(run_id, echo=lambda _: None)
+    return run_id, export_run(run_id, tmp_path / "bundle")
+
+
+def test_bundle_holds_every_part(bundle):
+    _, out = bundle
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "model.onnx", "model.torchscript.pt", "classes.json", "preprocessing.json",
+            "predict.py", "MODEL_CARD.md", "goldens"} <= names
+    assert json.loads((out / "classes.json").read_text()) == ["blue", "red"]
+    assert len(json.loads((out / "goldens" / "goldens.json").read_text())) >= 2
+
+
+def test_onnx_and_torchscript_match_the_app_on_the_goldens(bundle):
+    run_id, out = bundle
+    predictor = Predictor(run_id)
+    goldens = json.loads((out / "goldens" / "goldens.json").read_text())
+    batch = np.stack([prepare(decode((out / "goldens" / g["file"]).read_bytes()), predictor.config) for g in goldens])
+    dcfg = predictor.config["data_config"]
+    x = to_tensor(batch, dcfg["mean"], dcfg["std"])
+    app = predictor.probabilities(batch)
+    assert np.abs(app - np.array([g["probabilities"] for g in goldens])).max() < 1e-6
+    assert np.abs(onnx_probabilities(out, x.numpy()) - app).max() < 1e-4
+    scripted = torch.jit.load(str(out / "model.torchscript.pt"))
+    with torch.no_grad():
+        assert np.abs(scripted(x).softmax(1).numpy() - app).max() < 1e-4
+
+
+def test_standalone_predict_script_checks_parity_and_predicts(bundle):
+    _, out = bundle
+    golden = sorted((out / "goldens").glob("*.png"))[0]
+    result = subprocess.run([sys.executable, "predict.py", str(golden)], cwd=out, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "parity OK" in result.stdout and golden.name in result.stdout
+
+
+def test_export_refuses_an_existing_folder(bundle, tmp_path):
+    run_id, out = bundle
+    with pytest.raises(FileExistsError):
+        export_run(run_id, out)
+
+
+def test_standalone_script_needs_only_onnxruntime_pillow_and_numpy():
+    import ast
+    from imgcls.export import TEMPLATE
+
+    tree = ast.parse(TEMPLATE.read_text())
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert roots <= {"json", "sys", "pathlib", "numpy", "onnxruntime", "PIL"}
