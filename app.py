@@ -11,6 +11,11 @@ def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
     return st.Page(info.path, title=info.title, icon=info.icon, default=default)
 
 
+if "run" in st.query_params:
+    # a shared demo link: only the demo page is routable, with no menu and no sidebar of the workspace
+    st.navigation([_page(nav.DEMO, default=True)], position="hidden").run()
+    st.stop()
+
 page = st.navigation({"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS]})
 
 with st.sidebar:

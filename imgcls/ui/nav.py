@@ -31,5 +31,6 @@ REVIEW = PageInfo("review.py", "Review", ":material/fact_check:", "fix labels, d
 AUGMENT = PageInfo("augment.py", "Augment", ":material/auto_fix_high:", "choose image variations")
 TRAIN = PageInfo("train.py", "Train", ":material/model_training:", "teach a model")
 EVALUATE = PageInfo("evaluate.py", "Evaluate", ":material/insights:", "see what it gets right and wrong")
+DEMO = PageInfo("demo.py", "Demo", ":material/share:")
 STEPS = [DATA, REVIEW, AUGMENT, TRAIN, EVALUATE]
 ALL = [HOME, *STEPS]
