@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_run_model
+from .gradcam import explain
 from .images import ImageProblem, decode, is_image_name
 from .imgcache import cache_size, center_crop, fit_square, to_tensor
 from .sources import ImportLimits, SourceError, list_folder, list_zip, open_zip
@@ -52,6 +53,10 @@ class Predictor:
             for (i, _), p in zip(chunk, probs):
                 rows[i].update(self._scores(p, top_k, min_confidence))
         return rows
+
+    def explain(self, data: bytes, class_index: int | None = None) -> dict:
+        """Grad-CAM of one image file: where the evidence for the class lies (heat, overlay, class)."""
+        return explain(self.model, prepare(decode(data), self.config), self.config, class_index)
 
     def _scores(self, p: np.ndarray, top_k: int, min_confidence: float) -> dict:
         top = np.argsort(-p)[:max(1, min(top_k, len(p)))]

@@ -65,3 +65,10 @@ def test_cli_predict_writes_a_csv_and_reports_missing_files(trained, imgcls_home
     assert "unreadable" in by_file[str(tmp_path / "nope.png")]["error"]
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert {r["file"] for r in rows} == set(by_file) and "p:red" in rows[0]
+
+
+def test_grad_cam_of_a_prediction(trained):
+    out = Predictor(trained).explain(_png((220, 40, 40), 5))
+    assert out["class"] == "red"
+    assert out["overlay"].shape == (SMALL["img_size"], SMALL["img_size"], 3) and out["overlay"].dtype == np.uint8
+    assert out["heat"].min() >= 0 and out["heat"].max() <= 1
