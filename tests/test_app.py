@@ -7,11 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from imgcls import data, workspace
 from imgcls.ui import nav
+from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -29,19 +29,6 @@ def open_page(page: str) -> AppTest:
     if page != nav.HOME.path:
         at.switch_page(page).run()
     return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    """The shown value of the metric with this label."""
-    values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no metric labelled {label!r}; have {[m.label for m in at.metric]}"
-    return values[0]
-
-
-def png(colour, size=(40, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("with_dataset", [False, True], ids=["empty", "with-dataset"])

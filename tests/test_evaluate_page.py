@@ -1,11 +1,9 @@
 """AppTest of the Evaluate page on a tiny trained run: metrics, confusion cells, predictions, export."""
 
-import io
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from imgcls import eval_charts, runs, workspace
@@ -13,6 +11,7 @@ from imgcls.train import TrainConfig, prepare_run, run
 from imgcls.ui import nav
 
 from test_train import SMALL, make_dataset
+from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -37,18 +36,6 @@ def open_evaluate() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page(nav.EVALUATE.path).run()
     return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no metric labelled {label!r}; have {[m.label for m in at.metric]}"
-    return values[0]
-
-
-def png(colour) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 40), colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_without_a_run_the_page_says_what_to_do():

@@ -1,16 +1,15 @@
 """AppTest of the Train page: settings, real background runs on the shapes sample, stop, resume, errors."""
 
-import io
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from imgcls import data, jobs, runs, training_charts, workspace
 from imgcls.train import TrainConfig, prepare_run
 from imgcls.ui import nav
+from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -61,18 +60,6 @@ def the_run(task: str = "train") -> str:
 
 def state_of(run_id: str) -> str:
     return runs.read_status(run_id).get("state")
-
-
-def metric(at: AppTest, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert values, f"no metric labelled {label!r}; have {[m.label for m in at.metric]}"
-    return values[0]
-
-
-def png(colour) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_renders_without_a_dataset():
