@@ -37,7 +37,7 @@ def predict_split(run_id: str, split: str = "val", tta: bool = False, device: st
         probs = _probabilities(model, images, config, device, tta)
     index = {c: i for i, c in enumerate(classes)}
     y = df["label"].map(index).to_numpy()
-    out = df[["path", "hash", "label"]].copy()
+    out = df[["path", "hash", "source", "label"]].copy()  # source: the file name the user knows
     out["prediction"] = [classes[i] for i in probs.argmax(1)]
     out["confidence"] = probs.max(1)
     out["loss"] = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))

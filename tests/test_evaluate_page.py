@@ -76,7 +76,7 @@ def test_a_confusion_cell_lists_exactly_its_images():
         assert at.selectbox(key=key).options[cells.index(cell)] == label
         want = table[(table["label"] == classes[i]) & (table["prediction"] == classes[j])]
         captions = [c for img in at.image for c in img.captions if "·" in c and "→" not in c]
-        assert sorted(c.split(" · ")[0] for c in captions) == sorted(Path(p).name for p in want["path"])
+        assert sorted(c.split(" · ")[0] for c in captions) == sorted(Path(s).name for s in want["source"])
     wrong = table[table["label"] != table["prediction"]]
     mistakes = [c for img in at.image for c in img.captions if "→" in c]
     assert len(mistakes) == min(len(wrong), 12)

@@ -166,7 +166,8 @@ def show_confusion(run_id: str, split: str, result: dict, table: pd.DataFrame, d
     st.caption(f"{len(rows)} images really {classes[i]}, predicted {classes[j]}"
                + (f"; the {MAX_IMAGES} most confident shown." if len(rows) > MAX_IMAGES else "."))
     rows = rows.head(MAX_IMAGES)
-    show_images(dataset, rows, [f"{Path(p).name} · {c:.0%}" for p, c in zip(rows["path"], rows["confidence"])])
+    names = rows["source"] if "source" in rows else rows["path"]  # tables saved before 'source' existed
+    show_images(dataset, rows, [f"{Path(str(n)).name} · {c:.0%}" for n, c in zip(names, rows["confidence"])])
 
 
 def show_worst(table: pd.DataFrame, dataset: str) -> None:
