@@ -117,7 +117,7 @@ class _Importer:
             self.written.append(dest)
         self.rows.append({"path": rel, "label": target.label, "split": target.split, "hash": digest,
                           "width": info.width, "height": info.height, "excluded": False,
-                          "source": entry.name, "format": info.format, "bytes": len(data)})
+                          "source": entry.name, "format": info.format, "bytes": len(data), "note": ""})
 
 
 def _finish_rows(rows: list[dict], old: pd.DataFrame | None, seed: int, ratios) -> tuple[pd.DataFrame, list]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 MANIFEST_COLUMNS = [
-    "path", "label", "split", "hash", "width", "height", "excluded", "source", "format", "bytes",
+    "path", "label", "split", "hash", "width", "height", "excluded", "source", "format", "bytes", "note",
 ]
 SPLITS = ("train", "val", "test")
 _NAME_RE = re.compile(r"^[\w][\w .+-]{0,63}$", re.UNICODE)
@@ -123,6 +123,7 @@ def read_json(path: Path, default=None):
 
 def write_manifest(folder: Path, df: pd.DataFrame) -> None:
     """Save a dataset's manifest atomically."""
+    df = df if "note" in df else df.assign(note="")
     atomic_write_text(Path(folder) / "manifest.csv", df[MANIFEST_COLUMNS].to_csv(index=False))
 
 
@@ -134,10 +135,14 @@ def read_manifest(name_or_folder) -> pd.DataFrame:
         raise WorkspaceError(f"There is no dataset '{folder.name}' in the workspace.")
     df = pd.read_csv(
         path,
-        dtype={"path": str, "label": str, "split": str, "hash": str, "source": str, "format": str},
+        dtype={"path": str, "label": str, "split": str, "hash": str, "source": str, "format": str,
+               "note": str},
         keep_default_na=False,
     )
     df["excluded"] = df["excluded"].astype(str).str.lower().isin(["true", "1"])
+    if "note" not in df:  # manifests written before notes existed
+        df["note"] = ""
+    df["note"] = df["note"].astype(str)
     return df
 
 

@@ -1,0 +1,285 @@
+"""Edits to a dataset's annotations, each one recorded in an append-only journal so it can be undone.
+
+An edit changes one manifest field (label, excluded, split or note) for a set of images. It is made
+under the dataset's lock: the manifest is read fresh, changed and written atomically, then the edit is
+appended to `journal.jsonl`. Two tabs or processes editing at once are serialised, so neither loses
+the other's work. Undo and redo are journal entries too; undo restores an image only where its value
+is still the one the edit set, so it never overwrites a later edit made elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import workspace
+from .workspace import WorkspaceError
+
+FIELDS = {"relabel": "label", "exclude": "excluded", "restore": "excluded", "move": "split", "note": "note"}
+MAX_LABEL = 64
+MAX_NOTE = 500
+
+
+class EditRefused(WorkspaceError):
+    """An edit that cannot be made (an empty or invalid class name, an unknown split …)."""
+
+
+@dataclass
+class EditResult:
+    """What one edit did: the journal entry, the images changed, those already so, those gone."""
+
+    action: str
+    entry: int | None = None
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # undo/redo: edited again since, left as is
+
+    @property
+    def message(self) -> str:
+        """One plain sentence for the user."""
+        verb = {"relabel": "Relabelled", "exclude": "Excluded", "restore": "Restored", "move": "Moved",
+                "note": "Noted", "undo": "Undid the edit on", "redo": "Redid the edit on",
+                "purge": "Deleted"}.get(self.action, self.action)
+        text = f"{verb} {_count(len(self.changed))}."
+        if self.unchanged:
+            text += f" {_count(len(self.unchanged))} already so."
+        if self.skipped:
+            text += f" {_count(len(self.skipped))} left as is: edited again since."
+        if self.missing:
+            text += f" {_count(len(self.missing))} no longer in the dataset: " + ", ".join(self.missing[:3])
+            text += " …" if len(self.missing) > 3 else ""
+        return text
+
+
+def _count(n: int) -> str:
+    return f"{n:,} image" + ("" if n == 1 else "s")
+
+
+def check_label(label) -> str:
+    """A cleaned class name, or EditRefused saying why it cannot be one."""
+    text = unicodedata.normalize("NFC", str(label if label is not None else "")).strip()
+    if not text:
+        raise EditRefused("A class needs a name: the new label is empty.")
+    if len(text) > MAX_LABEL:
+        raise EditRefused(f"'{text[:20]}…' is too long for a class name (at most {MAX_LABEL} characters).")
+    if text in (".", "..") or any(c in text for c in "/\\") or any(unicodedata.category(c)[0] == "C" for c in text):
+        raise EditRefused(f"'{text}' cannot be a class name: leave out slashes and control characters.")
+    return text
+
+
+def _value(action: str, value):
+    if action == "relabel":
+        return check_label(value)
+    if action in ("exclude", "restore"):
+        return action == "exclude"
+    if action == "move":
+        if value not in workspace.SPLITS:
+            raise EditRefused(f"'{value}' is not a split: choose one of {', '.join(workspace.SPLITS)}.")
+        return value
+    if action == "note":
+        text = str(value or "").strip()
+        if len(text) > MAX_NOTE:
+            raise EditRefused(f"A note can hold at most {MAX_NOTE} characters.")
+        return text
+    raise EditRefused(f"Unknown edit '{action}'.")
+
+
+def journal_path(name: str) -> Path:
+    """The dataset's journal file."""
+    return workspace.dataset_dir(name) / "journal.jsonl"
+
+
+def history(name: str) -> list[dict]:
+    """Every journal entry, oldest first (a torn last line from a crash is ignored)."""
+    path = journal_path(name)
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def _append(name: str, entry: dict) -> None:
+    with open(journal_path(name), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
+    """Ids that can be undone (last = next) and redone (last = next)."""
+    done, undone = [], []
+    for e in entries:
+        act = e.get("action")
+        if act in FIELDS:
+            done.append(e["id"])
+            undone.clear()
+        elif act == "undo" and e.get("target") in done:
+            done.remove(e["target"])
+            undone.append(e["target"])
+        elif act == "redo" and e.get("target") in undone:
+            undone.remove(e["target"])
+            done.append(e["target"])
+        elif act == "purge":
+            done.clear()
+            undone.clear()
+    return done, undone
+
+
+def _apply(df: pd.DataFrame, col: str, changes: dict[str, object]) -> None:
+    index = pd.Series(df.index, index=df["path"])
+    for path, value in changes.items():
+        df.at[index[path], col] = value
+
+
+def edit(name: str, action: str, paths, value=None, *, source: str = "review") -> EditResult:
+    """Apply one edit (relabel, exclude, restore, move, note) to the images at `paths`."""
+    if action not in FIELDS:
+        raise EditRefused(f"Unknown edit '{action}'.")
+    value, col = _value(action, value), FIELDS[action]
+    result = EditResult(action)
+    with workspace.dataset_lock(name):
+        df = workspace.read_manifest(name)
+        current = dict(zip(df["path"], df[col]))
+        changes = []
+        for path in dict.fromkeys(str(p) for p in paths):
+            if path not in current:
+                result.missing.append(path)
+            elif _same(current[path], value):
+                result.unchanged.append(path)
+            else:
+                changes.append({"path": path, "before": _plain(current[path]), "after": value})
+                result.changed.append(path)
+        if changes:
+            _apply(df, col, {c["path"]: value for c in changes})
+            workspace.write_manifest(workspace.dataset_dir(name), df)
+            result.entry = _next_id(name)
+            _append(name, {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
+                           "source": source, "changes": changes})
+    return result
+
+
+def _same(a, b) -> bool:
+    return _plain(a) == _plain(b)
+
+
+def _plain(v):
+    """Manifest values as JSON-friendly Python (numpy bools → bool)."""
+    if hasattr(v, "item"):
+        v = v.item()
+    return v
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+
+
+def _next_id(name: str) -> int:
+    entries = history(name)
+    return (max(e.get("id", 0) for e in entries) + 1) if entries else 1
+
+
+def _step(name: str, kind: str) -> EditResult | None:
+    """Undo or redo the next edit in line; None when there is nothing to do."""
+    result = EditResult(kind)
+    with workspace.dataset_lock(name):
+        entries = history(name)
+        done, undone = _stacks(entries)
+        stack = done if kind == "undo" else undone
+        if not stack:
+            return None
+        target = next(e for e in entries if e.get("id") == stack[-1])
+        col = target["field"]
+        df = workspace.read_manifest(name)
+        current = dict(zip(df["path"], df[col]))
+        want, have = ("before", "after") if kind == "undo" else ("after", "before")
+        changes = []
+        for c in target["changes"]:
+            if c["path"] not in current:
+                result.missing.append(c["path"])
+            elif not _same(current[c["path"]], c[have]):
+                result.skipped.append(c["path"])
+            else:
+                changes.append({"path": c["path"], "before": c[have], "after": c[want]})
+                result.changed.append(c["path"])
+        if changes:
+            _apply(df, col, {c["path"]: c["after"] for c in changes})
+            workspace.write_manifest(workspace.dataset_dir(name), df)
+        result.entry = _next_id(name)
+        _append(name, {"id": result.entry, "time": _now(), "action": kind, "target": target["id"],
+                       "field": col, "source": "review", "changes": changes})
+    return result
+
+
+def undo(name: str) -> EditResult | None:
+    """Undo the latest edit not yet undone (from any tab or process); None when there is none."""
+    return _step(name, "undo")
+
+
+def redo(name: str) -> EditResult | None:
+    """Redo the latest undone edit, unless a new edit was made since; None when there is none."""
+    return _step(name, "redo")
+
+
+def describe(entry: dict) -> str:
+    """A short phrase for a journal entry ('relabel 3 images to cat')."""
+    n = len(entry.get("changes", []))
+    act, value = entry.get("action"), entry.get("value")
+    detail = {"relabel": f" as '{value}'", "move": f" to {value}", "note": f": '{value}'"}.get(act, "")
+    return f"{act} {_count(n)}{detail}"
+
+
+def pending(name: str) -> dict:
+    """What undo and redo would do next: {'undo': entry|None, 'redo': entry|None}."""
+    entries = history(name)
+    done, undone = _stacks(entries)
+    by_id = {e.get("id"): e for e in entries}
+    return {"undo": by_id.get(done[-1]) if done else None, "redo": by_id.get(undone[-1]) if undone else None}
+
+
+def purge_excluded(name: str) -> EditResult:
+    """Remove excluded images from the dataset and their files from disk (this cannot be undone)."""
+    result = EditResult("purge")
+    with workspace.dataset_lock(name):
+        folder = workspace.dataset_dir(name)
+        df = workspace.read_manifest(name)
+        gone = df[df["excluded"]]
+        if gone.empty:
+            return result
+        kept = df[~df["excluded"]].reset_index(drop=True)
+        workspace.write_manifest(folder, kept)
+        still_used = set(kept["path"])
+        for path in gone["path"]:
+            if path not in still_used:
+                (folder / path).unlink(missing_ok=True)
+            result.changed.append(path)
+        result.entry = _next_id(name)
+        _append(name, {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded",
+                       "source": "review", "changes": [{"path": p, "before": True, "after": None}
+                                                       for p in result.changed]})
+    return result
+
+
+def to_csv(name: str) -> str:
+    """The journal as CSV: one row per image changed by each entry."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["entry", "time", "action", "target", "field", "path", "before", "after", "source"])
+    for e in history(name):
+        for c in e.get("changes", []) or [{}]:
+            writer.writerow([e.get("id"), e.get("time"), e.get("action"), e.get("target", ""), e.get("field"),
+                             c.get("path", ""), c.get("before", ""), c.get("after", ""), e.get("source", "")])
+    return out.getvalue()
