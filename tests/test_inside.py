@@ -1,0 +1,56 @@
+"""Inside the network: filters, feature maps per stage, and the pretrained backbone's ImageNet guess."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from imgcls import inside
+from imgcls.models import create_model, data_config
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return create_model("efficientnet_lite0", 1000).eval()
+
+
+def test_filter_grid_shows_every_first_layer_filter(lite0):
+    conv = inside.first_layer(lite0)
+    grid = inside.filter_grid(lite0, cell=10, columns=8, gap=2)
+    rows = -(-conv.out_channels // 8)
+    assert grid.shape == (rows * 12 + 2, 8 * 12 + 2, 3) and grid.dtype == np.uint8
+    # the cell of filter 0 shows its kernel: not the flat grey of an all-zero filter
+    cell = grid[2:12, 2:12]
+    assert cell.std() > 5
+
+
+def test_feature_maps_shrink_with_depth_and_pick_the_most_active_channels(lite0):
+    dcfg = data_config(lite0)
+    image = inside.prepare(Image.fromarray(skdata.chelsea()), dcfg)
+    maps = inside.feature_maps(lite0, image, dcfg, top=4)
+    assert list(maps) == ["early", "middle", "late"]
+    sides = [maps[s]["shape"][-1] for s in maps]
+    assert sides[0] > sides[1] > sides[2]
+    for stage in maps.values():
+        assert len(stage["maps"]) == 4 and stage["maps"][0].dtype == np.uint8
+        assert stage["strength"] == sorted(stage["strength"], reverse=True)
+        assert stage["note"]
+    # the strength ranking matches the activations computed directly
+    acts = inside.stage_outputs(lite0, image, dcfg)["late"].clamp(min=0).mean(dim=(1, 2))
+    assert maps["late"]["channels"][0] == int(torch.argmax(acts))
+
+
+def test_imagenet_top5_of_a_cat_photo(lite0):
+    dcfg = data_config(lite0)
+    top = inside.imagenet_top(lite0, inside.prepare(Image.fromarray(skdata.chelsea()), dcfg), dcfg)
+    assert len(top) == 5 and top[0][1] >= top[-1][1]
+    assert "cat" in top[0][0].lower()
+    assert len(inside.imagenet_names()) == 1000
+
+
+def test_top5_refuses_a_model_with_a_new_head():
+    model = create_model("efficientnet_lite0", 3).eval()
+    dcfg = data_config(model)
+    with pytest.raises(ValueError, match="ImageNet head"):
+        inside.imagenet_top(model, np.zeros((224, 224, 3), np.uint8), dcfg)
