@@ -16,7 +16,8 @@ if "run" in st.query_params:
     st.navigation([_page(nav.DEMO, default=True)], position="hidden").run()
     st.stop()
 
-page = st.navigation({"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS]})
+page = st.navigation({"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS],
+                      "Learn": [_page(nav.LEARN)]})
 
 with st.sidebar:
     widgets.dataset_picker_controls("sidebar.dataset")

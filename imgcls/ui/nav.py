@@ -32,5 +32,6 @@ AUGMENT = PageInfo("augment.py", "Augment", ":material/auto_fix_high:", "choose 
 TRAIN = PageInfo("train.py", "Train", ":material/model_training:", "teach a model")
 EVALUATE = PageInfo("evaluate.py", "Evaluate", ":material/insights:", "see what it gets right and wrong")
 DEMO = PageInfo("demo.py", "Demo", ":material/share:")
+LEARN = PageInfo("learn.py", "Learn", ":material/school:", "see inside the network, run experiments")
 STEPS = [DATA, REVIEW, AUGMENT, TRAIN, EVALUATE]
-ALL = [HOME, *STEPS]
+ALL = [HOME, *STEPS, LEARN]

@@ -1,0 +1,137 @@
+"""The Learn page's "Inside the network" views: filters, feature maps, Grad-CAM and the ImageNet guess."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from imgcls import images, inside, runs, workspace
+from imgcls.models import DEFAULT_BACKBONE, create_model, data_config
+from imgcls.ui import cached
+
+PICK = "learn.image.pick"  # which dataset image the views look at (its manifest path)
+UPLOAD = "learn.image.upload"
+SHOWN_MAPS = 6  # most active channels shown per stage: enough to see variety, few enough to read
+
+
+@st.cache_resource(max_entries=1, show_spinner="Loading the pretrained network…")
+def _imagenet_model():
+    """The default backbone with its original 1,000-class ImageNet head (never modified after loading)."""
+    return create_model(DEFAULT_BACKBONE, 1000).eval()
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _filters() -> np.ndarray:
+    return inside.filter_grid(_imagenet_model(), cell=28)
+
+
+@st.cache_data(max_entries=8, show_spinner="Looking inside the network…")
+def _views(data: bytes) -> dict:
+    model = _imagenet_model()
+    dcfg = data_config(model)
+    image = inside.prepare(images.decode(data), dcfg)
+    return {"image": image, "maps": inside.feature_maps(model, image, dcfg, top=SHOWN_MAPS),
+            "top": inside.imagenet_top(model, image, dcfg)}
+
+
+def show_filters() -> None:
+    """The first layer's filters as a grid, with how to read it."""
+    model = _imagenet_model()
+    conv = inside.first_layer(model)
+    left, right = st.columns([1, 2])
+    left.image(_filters(), caption=f"{conv.out_channels} filters of {conv.kernel_size[0]}×{conv.kernel_size[1]} "
+                                   "pixels × 3 colours", width="stretch")
+    right.markdown(
+        "Each square is one filter of the **first layer**, the only one that looks at raw pixels. It slides "
+        "over the image and lights up where the pixels match its pattern. Grey means a weight of zero; a "
+        "colour means the filter looks for that colour; light next to dark means it looks for an **edge** "
+        "in that direction. Nobody drew these: they were learned from 1.3 million ImageNet photos, and "
+        "every later layer builds on them.")
+
+
+def image_controls(dataset: str | None) -> tuple[str, bytes] | None:
+    """One image to look inside with: an upload, else one picked from the active dataset."""
+    up = st.file_uploader("Your own photo (optional)", type=["jpg", "jpeg", "png", "webp", "bmp"], key=UPLOAD)
+    if up is not None:
+        return up.name, up.getvalue()
+    if not dataset:
+        st.info("Upload a photo, or import a dataset on the Data page to pick one of its images.")
+        return None
+    df = cached.manifest(dataset)
+    df = df[~df["excluded"]].groupby("label").head(4)  # a few per class keeps the list short
+    if df.empty:
+        return None
+    options = list(df["path"])
+    names = dict(zip(df["path"], df["label"].astype(str) + " · " + df["source"].str.rsplit("/", n=1).str[-1]))
+    path = st.selectbox("Or an image of your dataset", options, key=PICK, format_func=names.get)
+    return names[path], (workspace.dataset_dir(dataset) / path).read_bytes()
+
+
+def show_feature_maps(data: bytes) -> None:
+    """The most active channels at three depths, each with a sentence on what such layers respond to."""
+    try:
+        views = _views(data)
+    except images.ImageProblem as problem:
+        st.error(f"This file cannot be read as an image: {problem}")
+        return
+    for stage, info in views["maps"].items():
+        channels, h, w = info["shape"]
+        st.markdown(f"**{stage.capitalize()} stage**: {channels} channels of {h}×{w}. {info['note']}")
+        cols = st.columns(SHOWN_MAPS + 1)
+        cols[0].image(views["image"], caption="input", width="stretch")
+        for col, m, ch, s in zip(cols[1:], info["maps"], info["channels"], info["strength"]):
+            col.image(inside.enlarge(m, 112), caption=f"channel {ch} · {s:.2f}", width="stretch")
+
+
+def show_imagenet_top(data: bytes) -> None:
+    """What the pretrained backbone alone sees in the image, before any training on the user's classes."""
+    try:
+        top = _views(data)["top"]
+    except images.ImageProblem:
+        return
+    frame = pd.DataFrame(top, columns=["ImageNet class", "probability"])
+    fig = go.Figure(go.Bar(x=frame["probability"], y=frame["ImageNet class"], orientation="h",
+                           text=[f"{p:.1%}" for p in frame["probability"]], textposition="auto"))
+    fig.update_layout(height=230, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"})
+    st.plotly_chart(fig, key="learn.imagenet")
+    st.caption("The backbone was trained to tell 1,000 everyday ImageNet classes apart. Transfer learning keeps "
+               "everything it learned up to the last layer and replaces only that layer with one for your classes.")
+
+
+def latest_run(dataset: str | None) -> str | None:
+    """The newest finished training run of the dataset that kept a model."""
+    for run_id in reversed(runs.list_runs()):
+        cfg, status = runs.read_config(run_id), runs.read_status(run_id)
+        if cfg.get("dataset") == dataset and cfg.get("task", "train") == "train" and status.get("state") == "done" \
+                and (runs.run_dir(run_id) / "model.safetensors").exists():
+            return run_id
+    return None
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading your model…")
+def _predictor(run_id: str):
+    from imgcls.predict import Predictor
+
+    return Predictor(run_id)
+
+
+def show_gradcam(dataset: str | None, data: bytes) -> None:
+    """Grad-CAM of the user's own latest model on the same image."""
+    run_id = latest_run(dataset)
+    if not run_id:
+        st.caption("Train a model on the Train page to see where it looks in this image.")
+        return
+    try:
+        out = _predictor(run_id).explain(data)
+    except images.ImageProblem as problem:
+        st.error(f"This file cannot be read as an image: {problem}")
+        return
+    left, right = st.columns([1, 2])
+    left.image(out["overlay"], caption=f"{run_id}: evidence for '{out['class']}'", width="stretch")
+    right.markdown("**Grad-CAM** asks the trained model which places in the last feature maps raised its score "
+                   "for the class it chose. Red is strong evidence, blue none. If the red sits on the background "
+                   "rather than the object, the model may have learned a shortcut.")
+

@@ -1,0 +1,43 @@
+"""AppTest of the Learn page: filters, feature maps and the ImageNet guess render for the embedded backbone."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from imgcls import data, workspace
+from imgcls.ui import learning, nav
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+pytestmark = pytest.mark.usefixtures("app_home")
+
+
+def open_learn() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(nav.LEARN.path).run()
+    return at
+
+
+def test_learn_page_shows_inside_views_on_a_dataset_image():
+    data.import_sample("shapes", "shapes")
+    workspace.save_setting("active_dataset", "shapes")
+    at = open_learn()
+    assert not at.exception
+    markdown = " ".join(m.value for m in at.markdown)
+    for stage in ("Early stage", "Middle stage", "Late stage"):
+        assert stage in markdown
+    assert "first layer" in markdown
+    assert at.selectbox(key=learning.PICK).value.startswith("images/")
+    # the filter grid, then per stage the input and its most active maps
+    assert len(at.get("image")) == 1 + 3 * (1 + learning.SHOWN_MAPS)
+    assert len(at.get("plotly_chart")) == 1
+    assert "Train a model" in " ".join(c.value for c in at.caption)
+    assert not at.error
+
+
+def test_learn_page_without_a_dataset_asks_for_an_image():
+    at = open_learn()
+    assert not at.exception
+    assert any("Upload a photo" in i.value for i in at.info)
