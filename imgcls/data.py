@@ -50,6 +50,8 @@ class ImportReport:
     ignored: int = 0
     warnings: list = field(default_factory=list)
     seconds: float = 0.0
+    # how to repeat the import (the Learn page's script export): the call and its file on this machine
+    repeat: dict = field(default_factory=dict)
 
     @property
     def classes(self) -> int:
@@ -155,7 +157,8 @@ def _record(folder: Path, report: ImportReport) -> None:
 
 def import_listing(listing: Listing, name: str, source: str, *, places: dict[str, Target] | None = None,
                    label: str | None = None, add: bool = False, seed: int = 0, ratios=DEFAULT_RATIOS,
-                   limits: ImportLimits = ImportLimits(), progress: Progress | None = None) -> ImportReport:
+                   limits: ImportLimits = ImportLimits(), progress: Progress | None = None,
+                   repeat: dict | None = None) -> ImportReport:
     """Import listed files into a new dataset (or add them to an existing one when add=True)."""
     started = time.perf_counter()
     try:
@@ -163,10 +166,11 @@ def import_listing(listing: Listing, name: str, source: str, *, places: dict[str
     except workspace.WorkspaceError as exc:
         raise ImportFailed(str(exc))
     with workspace.dataset_lock(name):  # two imports into one dataset never overwrite each other's rows
-        return _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress, started)
+        return _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress,
+                              started, repeat or {})
 
 
-def _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress, started):
+def _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress, started, repeat):
     final = workspace.dataset_dir(name)
     exists = workspace.dataset_exists(name)
     if exists and not add:
@@ -174,7 +178,8 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
     old = workspace.read_manifest(final) if exists else None
     folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
-    report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped))
+    report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped),
+                          repeat={**repeat, "seed": seed, "ratios": list(ratios)} if repeat else {})
     known = {} if old is None else {h: (s, lb) for h, s, lb in zip(old["hash"], old["source"], old["label"])}
     importer = _Importer(folder, report, limits, known)
     places = places if places is not None else place_by_folders([e.name for e in listing.entries])
@@ -206,6 +211,13 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
     return report
 
 
+def _repeat(call: str, src, label_csv: bytes | None) -> dict:
+    """A ZIP or folder on disk can be imported again; an upload held in memory, or a label CSV, cannot."""
+    if not isinstance(src, (str, Path)) or label_csv is not None:
+        return {}
+    return {"call": call, "arg": str(Path(src).expanduser().resolve())}
+
+
 def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | None = None,
                limits: ImportLimits = ImportLimits(), **kw) -> ImportReport:
     """Import a ZIP of class folders (optionally in split folders), or of images labelled by a CSV."""
@@ -216,7 +228,8 @@ def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | 
             places = None
             if label_csv is not None:
                 places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
-            return import_listing(listing, name, source, places=places, limits=limits, **kw)
+            return import_listing(listing, name, source, places=places, limits=limits,
+                                  repeat=_repeat("import_zip", src, label_csv), **kw)
     except SourceError as exc:
         raise ImportFailed(str(exc))
 
@@ -232,7 +245,8 @@ def import_folder(path, name: str, *, label_csv: bytes | None = None, limits: Im
             places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
     except SourceError as exc:
         raise ImportFailed(str(exc))
-    return import_listing(listing, name, str(path), places=places, limits=limits, **kw)
+    return import_listing(listing, name, str(path), places=places, limits=limits,
+                          repeat=_repeat("import_folder", path, label_csv), **kw)
 
 
 def import_files(files: Iterable[tuple[str, bytes]], name: str, label: str, **kw) -> ImportReport:
@@ -258,7 +272,8 @@ def import_sample(sample: str, name: str | None = None, **kw) -> ImportReport:
         if progress and (i % 16 == 0 or i + 1 == total):
             progress(0.5 * (i + 1) / total, f"Drawing {item[0]}")
     scaled = (lambda f, text: progress(0.5 + 0.5 * f, text)) if progress else None
-    return import_listing(list_memory(drawn), name or sample, f"sample:{sample}", progress=scaled, **kw)
+    return import_listing(list_memory(drawn), name or sample, f"sample:{sample}", progress=scaled,
+                          repeat={"call": "import_sample", "arg": sample}, **kw)
 
 
 def import_source(src: str, name: str | None = None, labels: str | None = None, **kw) -> ImportReport:

@@ -133,9 +133,6 @@ def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
         elif act == "redo" and e.get("target") in undone:
             undone.remove(e["target"])
             done.append(e["target"])
-        elif act == "purge":
-            done.clear()
-            undone.clear()
     return done, undone
 
 
@@ -240,6 +237,22 @@ def describe(entry: dict) -> str:
     act, value = entry.get("action"), entry.get("value")
     detail = {"relabel": f" as '{value}'", "move": f" to {value}", "note": f": '{value}'"}.get(act, "")
     return f"{act} {_count(n)}{detail}"
+
+
+def in_force(name: str) -> list[dict]:
+    """The edits whose effect stands (made or redone, not undone), in the order they now apply."""
+    entries = history(name)
+    by_id = {e.get("id"): e for e in entries}
+    applied: list[int] = []
+    for e in entries:  # as _stacks, but a purge stays in line: it removed files for good
+        act = e.get("action")
+        if act in FIELDS or act == "purge":
+            applied.append(e["id"])
+        elif act == "undo" and e.get("target") in applied:
+            applied.remove(e["target"])
+        elif act == "redo":
+            applied.append(e.get("target"))
+    return [by_id[i] for i in applied if i in by_id]
 
 
 def pending(name: str) -> dict:

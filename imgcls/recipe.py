@@ -1,0 +1,142 @@
+"""The code behind what the user did in the app: `imgcls` calls with their current values, per step, and
+the whole session (data, edits, augmentation, training, evaluation) as a runnable script or notebook."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from pathlib import Path
+
+from . import journal, runs, workspace
+from .splits import DEFAULT_RATIOS
+
+SKIP_CONFIG = {"dataset", "device", "augment", "workers", "compile"}  # set by the script, or machine-specific
+
+
+def _imports(dataset: str) -> list[dict]:
+    path = workspace.dataset_dir(dataset) / "imports.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _call_for(record: dict, first: bool) -> str | None:
+    """The import call that brings in one recorded source again; None when it cannot be repeated."""
+    rep = record.get("repeat") or {}
+    call, arg = rep.get("call"), rep.get("arg")
+    if call not in ("import_sample", "import_zip", "import_folder"):
+        return None
+    if call != "import_sample" and not Path(arg).exists():
+        return None
+    extra = "" if first else ", add=True"
+    if rep.get("seed", 0) != 0:
+        extra += f", seed={rep['seed']}"
+    if rep.get("ratios") and list(rep["ratios"]) != list(DEFAULT_RATIOS):
+        extra += f", ratios={tuple(rep['ratios'])!r}"
+    return f"data.{call}({arg!r}, DATASET{extra})"
+
+
+def data_code(dataset: str) -> str:
+    """The import calls that rebuild the dataset's images and splits (or its exported ZIP when they cannot)."""
+    calls = [_call_for(r, i == 0) for i, r in enumerate(_imports(dataset))]
+    head = f"from imgcls import data, workspace\n\nDATASET = {dataset!r}\n"
+    if calls and all(calls):
+        return head + "if not workspace.dataset_exists(DATASET):\n" + "".join(f"    {c}\n" for c in calls)
+    # uploads from a browser are not kept as files: the exported dataset ZIP stands in for them
+    return (head + f"ZIP = {dataset + '-dataset.zip'!r}  # 'Download the cleaned dataset' on the Review page\n"
+            "if not workspace.dataset_exists(DATASET):\n    data.import_zip(ZIP, DATASET)  # keeps its splits and labels\n")
+
+
+def replayable(dataset: str) -> bool:
+    """Whether data_code re-imports the original sources (so the journal's edits must be replayed)."""
+    records = _imports(dataset)
+    return bool(records) and all(_call_for(r, i == 0) for i, r in enumerate(records))
+
+
+def edits_code(dataset: str) -> str:
+    """The journal's edits still in force, as journal.edit calls in the order they were made."""
+    lines = []
+    for e in journal.in_force(dataset):
+        if e["action"] == "purge":
+            lines.append("journal.purge_excluded(DATASET)  # excluded images deleted for good")
+            continue
+        value = "" if e["action"] in ("exclude", "restore") else f", {e['value']!r}"
+        paths = [c["path"] for c in e["changes"]]
+        lines.append(f"journal.edit(DATASET, {e['action']!r}, {paths!r}{value})  # {journal.describe(e)}")
+    if not lines:
+        return "# No edits to the labels yet (Review page)."
+    return "from imgcls import journal\n\n" + "\n".join(lines) + "\n"
+
+
+def augment_code(pipeline: dict) -> str:
+    """Save an albumentations pipeline with the dataset, as the Augment page does."""
+    text = json.dumps(pipeline, indent=1)
+    return ("import json\nfrom imgcls import augment\n\n"
+            f"PIPELINE = json.loads({text!r})\naugment.save_pipeline(DATASET, PIPELINE)\n")
+
+
+def train_code(config: dict) -> str:
+    """A TrainConfig with the run's values (defaults left out), then training in this process."""
+    fields = {f.name: f.default for f in dataclasses.fields(_train_config())}
+    args = [f"{k}={config[k]!r}" for k in fields
+            if k in config and k not in SKIP_CONFIG and config[k] != fields[k]]
+    body = ",\n    ".join(["dataset=DATASET", 'augment="saved"', *args])
+    return ("from imgcls.train import TrainConfig, prepare_run, run\n\n"
+            f"config = TrainConfig(\n    {body},\n)\nrun_id = prepare_run(config)\nresult = run(run_id)\n"
+            "print(run_id, result)\n")
+
+
+def _train_config():
+    from .train import TrainConfig
+
+    return TrainConfig
+
+
+def evaluate_code(split: str = "val", tta: bool = False) -> str:
+    """Evaluate the run on a split and print the headline metrics."""
+    extra = ", tta=True" if tta else ""
+    return ("from imgcls.evaluate import evaluate\n\n"
+            f"metrics = evaluate(run_id, split={split!r}{extra})\n"
+            "print(f\"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}\")\n")
+
+
+def sections(dataset: str, run_id: str | None = None, split: str = "val") -> list[tuple[str, str]]:
+    """(explanation, code) pairs reproducing the session, in order."""
+    out = [("Bring in the images; the same seed gives the same train/validation/test split.", data_code(dataset))]
+    if replayable(dataset):
+        out.append(("Apply the label edits made on the Review and Evaluate pages.", edits_code(dataset)))
+    if run_id:
+        config = runs.read_config(run_id)
+        out.append(("Save the augmentation pipeline the run trained with.", augment_code(config["augment_pipeline"])))
+        out.append((f"Train as run {run_id} did ({config['strategy']}, {config['backbone']}).", train_code(config)))
+        out.append((f"Evaluate on the {split} split.", evaluate_code(split)))
+    return out
+
+
+def session_script(dataset: str, run_id: str | None = None, split: str = "val") -> str:
+    """The session as one runnable Python script."""
+    parts = ['"""Reproduces an imgcls session: run with `python this_file.py` where imgcls is installed."""\n']
+    for text, code in sections(dataset, run_id, split):
+        parts.append("\n".join(f"# {line}" for line in text.splitlines()) + "\n" + code)
+    return "\n".join(parts)
+
+
+def session_notebook(dataset: str, run_id: str | None = None, split: str = "val") -> str:
+    """The session as a Jupyter notebook (nbformat 4 JSON): one explanation and one code cell per step."""
+    cells = [_cell("markdown", f"# imgcls session: {dataset}\nEach cell repeats one step done in the app.")]
+    for text, code in sections(dataset, run_id, split):
+        cells += [_cell("markdown", text), _cell("code", code)]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                      "language": "python"},
+                                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(nb, indent=1, ensure_ascii=False)
+
+
+def _cell(kind: str, text: str) -> dict:
+    lines = text.splitlines(keepends=True)
+    cell = {"cell_type": kind, "id": uuid.uuid4().hex[:8], "metadata": {}, "source": lines}
+    if kind == "code":
+        cell |= {"execution_count": None, "outputs": []}
+    return cell

@@ -1,0 +1,87 @@
+"""The code behind a session: snippets per step, and an exported script that reproduces the app's run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imgcls import augment, journal, recipe, workspace
+from imgcls.data import import_files, import_zip
+from imgcls.evaluate import evaluate
+from imgcls.train import TrainConfig, prepare_run, run
+
+from test_train import SMALL, _png
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = (("red", (220, 40, 40)), ("green", (40, 200, 40)), ("blue", (40, 40, 220)))
+
+
+def _zip_on_disk(path: Path, per_class: int = 10) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        seed = 0
+        for label, colour in COLOURS:
+            for i in range(per_class):
+                zf.writestr(f"{label}/{label}{i}.png", _png(colour, seed))
+                seed += 1
+    return path
+
+
+def test_exported_script_reproduces_the_apps_run(imgcls_home, tmp_path):
+    src = _zip_on_disk(tmp_path / "colours.zip")
+    import_zip(src, "colours")
+    df = workspace.read_manifest("colours")
+    journal.edit("colours", "exclude", [df["path"].iloc[0]])
+    journal.edit("colours", "relabel", [df["path"].iloc[1]], "pink")
+    journal.edit("colours", "relabel", [df["path"].iloc[2]], "oops")
+    journal.undo("colours")  # an undone edit must not be replayed
+    augment.save_pipeline("colours", augment.build_pipeline("light", 64))
+    run_id = prepare_run(TrainConfig(dataset="colours", strategy="linear", epochs=5, **SMALL))
+    run(run_id, echo=lambda _: None)
+    app = evaluate(run_id, "val")
+
+    script = recipe.session_script("colours", run_id)
+    assert "oops" not in script and "'pink'" in script
+    (tmp_path / "session.py").write_text(script)
+    env = {**os.environ, "IMGCLS_HOME": str(tmp_path / "elsewhere"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "session.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("accuracy")][-1]
+    accuracy, macro_f1 = float(line.split()[1]), float(line.split()[4])
+    assert abs(accuracy - app["accuracy"]) <= 0.02 and abs(macro_f1 - app["macro_f1"]) <= 0.02
+    # the dataset it rebuilt has the app's labels, splits and exclusions
+    mine = workspace.read_manifest("colours").set_index("hash")[["label", "split", "excluded"]].sort_index()
+    theirs = workspace.read_manifest(tmp_path / "elsewhere" / "datasets" / "colours")
+    assert theirs.set_index("hash")[["label", "split", "excluded"]].sort_index().equals(mine)
+
+
+def test_uploads_fall_back_to_the_exported_zip(imgcls_home):
+    import_files([("a.png", _png((200, 0, 0), 1)), ("b.png", _png((200, 0, 0), 2))], "up", "red")
+    code = recipe.data_code("up")
+    assert "up-dataset.zip" in code and not recipe.replayable("up")
+    assert "journal.edit" not in recipe.session_script("up")
+
+
+def test_notebook_is_valid_nbformat_with_the_same_code(imgcls_home, mk):
+    import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "nb")
+    nb = json.loads(recipe.session_notebook("nb"))
+    assert nb["nbformat"] == 4 and nb["cells"][0]["cell_type"] == "markdown"
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code == [c for _, c in recipe.sections("nb")]
+    for cell in nb["cells"]:
+        assert cell["id"] and isinstance(cell["source"], list)
+    compile("\n".join(code), "nb", "exec")
+
+
+def test_train_code_names_only_what_differs_from_the_defaults():
+    code = recipe.train_code({"strategy": "finetune", "epochs": 7, "seed": 0, "backbone": "efficientnet_lite0",
+                              "device": "cuda", "dataset": "x"})
+    assert "strategy='finetune'" in code and "epochs=7" in code
+    assert "seed=" not in code and "device" not in code and "backbone" not in code
+    compile(code, "train", "exec")
