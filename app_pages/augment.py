@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import augment_views, augmenting, state, widgets
+from imgcls.ui import augment_views, augmenting, codepanel, state, widgets
 
 st.title("Augment")
 widgets.show_flash()
@@ -38,3 +38,4 @@ augment_views.show_label_safety(dataset, choices, pipeline, size, dcfg)
 st.subheader("Save and share")
 augment_views.save_controls(dataset, pipeline)
 augment_views.upload_controls()
+codepanel.show_augment_code(dataset, pipeline)

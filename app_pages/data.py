@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import imports, state, widgets
+from imgcls.ui import codepanel, imports, state, widgets
 
 st.title("Data")
 widgets.show_flash()
@@ -22,5 +22,6 @@ if active:
     widgets.show_overview(active)
     st.subheader("Images")
     widgets.show_thumbnail_grid(active)
+    codepanel.show_data_code(active)
     with st.expander("Rename or delete this dataset", key="data.manage"):
         widgets.dataset_manage_controls(active)

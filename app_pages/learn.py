@@ -21,3 +21,6 @@ if picked:
     learning.show_imagenet_top(data)
     st.subheader("Where your model looks")
     learning.show_gradcam(dataset, data)
+
+st.header("Take it home as code")
+learning.show_session_export(dataset)

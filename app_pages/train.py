@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import state, training, training_live, widgets
+from imgcls.ui import codepanel, state, training, training_live, widgets
 
 st.title("Train")
 if not widgets.show_dataset_nudge():
@@ -24,6 +24,7 @@ if buttons.button("Find a learning rate", key="train.find_lr", icon=":material/s
                  help="A short job that tries growing learning rates on a few batches and suggests one."):
     if training.start_lr_find(config):
         st.rerun()
+codepanel.show_train_code(config)
 lr_run = training.current_run(dataset, infos, task="lr_find", key=training.LR_RUN)
 if lr_run:
     training_live.show_lr_find(lr_run)

@@ -41,3 +41,14 @@ def test_learn_page_without_a_dataset_asks_for_an_image():
     at = open_learn()
     assert not at.exception
     assert any("Upload a photo" in i.value for i in at.info)
+
+
+def test_session_export_and_code_panels():
+    data.import_sample("shapes", "shapes")
+    workspace.save_setting("active_dataset", "shapes")
+    at = open_learn()
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download as a Python script" in labels and "Download as a Jupyter notebook" in labels
+    at.switch_page(nav.DATA.path).run()
+    assert any("import_sample('shapes', DATASET)" in c.value for c in at.code)
+    assert not at.exception

@@ -135,3 +135,26 @@ def show_gradcam(dataset: str | None, data: bytes) -> None:
                    "for the class it chose. Red is strong evidence, blue none. If the red sits on the background "
                    "rather than the object, the model may have learned a shortcut.")
 
+
+
+def show_session_export(dataset: str | None) -> None:
+    """Download the whole session (data, edits, augmentation, latest training run, evaluation) as code."""
+    from imgcls import recipe
+
+    if not dataset:
+        st.caption("Import a dataset first: the script starts from it.")
+        return
+    run_id = latest_run(dataset)
+    st.markdown(f"Everything done so far on **{dataset}**: the import, your label edits"
+                + (f", the augmentation and training of run **{run_id}**, and its evaluation" if run_id else "")
+                + ". Run the script, or open the notebook in Jupyter, to repeat it step by step.")
+    left, right = st.columns(2)
+    left.download_button("Download as a Python script", recipe.session_script(dataset, run_id),
+                         file_name=f"{dataset}-session.py", mime="text/x-python", key="learn.export.py",
+                         icon=":material/code:")
+    right.download_button("Download as a Jupyter notebook", recipe.session_notebook(dataset, run_id),
+                          file_name=f"{dataset}-session.ipynb", mime="application/x-ipynb+json",
+                          key="learn.export.ipynb", icon=":material/description:")
+    if not recipe.replayable(dataset):
+        st.caption("Some images came from browser uploads, which are not kept as files: the script imports the "
+                   "cleaned dataset ZIP instead (download it on the Review page and put it next to the script).")
