@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import augment_views, augmenting, codepanel, state, widgets
+from imgcls.ui import augment_views, augmenting, state, teach, widgets
 
 st.title("Augment")
 widgets.show_flash()
@@ -32,10 +32,13 @@ with shown:
     if rows is not None and pipeline is not None:
         augment_views.show_preview(dataset, rows, k, pipeline, size, dcfg)
 
+teach.show_concept("augmentation")
+teach.show_concept("variability")
+
 st.subheader("Could a transform change the label?")
 augment_views.show_label_safety(dataset, choices, pipeline, size, dcfg)
 
 st.subheader("Save and share")
 augment_views.save_controls(dataset, pipeline)
 augment_views.upload_controls()
-codepanel.show_augment_code(dataset, pipeline)
+teach.show_augment_code(dataset, pipeline)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import codepanel, imports, state, widgets
+from imgcls.ui import imports, state, teach, widgets
 
 st.title("Data")
 widgets.show_flash()
@@ -20,8 +20,9 @@ if active:
     widgets.show_last_import(active)
     st.subheader(f"Overview of {active}")
     widgets.show_overview(active)
+    teach.show_concept("data-size")
     st.subheader("Images")
     widgets.show_thumbnail_grid(active)
-    codepanel.show_data_code(active)
+    teach.show_data_code(active)
     with st.expander("Rename or delete this dataset", key="data.manage"):
         widgets.dataset_manage_controls(active)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import codepanel, state, training, training_live, widgets
+from imgcls.ui import state, teach, training, training_live, widgets
 
 st.title("Train")
 if not widgets.show_dataset_nudge():
@@ -14,6 +14,7 @@ infos = training.run_infos()
 training.show_header(dataset, infos)
 
 st.subheader("Settings")
+teach.show_concept("transfer")
 config = training.config_controls(dataset)
 buttons = st.container(horizontal=True)
 if buttons.button("Start training", key="train.start", type="primary", icon=":material/play_arrow:",
@@ -24,7 +25,7 @@ if buttons.button("Find a learning rate", key="train.find_lr", icon=":material/s
                  help="A short job that tries growing learning rates on a few batches and suggests one."):
     if training.start_lr_find(config):
         st.rerun()
-codepanel.show_train_code(config)
+teach.show_train_code(config)
 lr_run = training.current_run(dataset, infos, task="lr_find", key=training.LR_RUN)
 if lr_run:
     training_live.show_lr_find(lr_run)

@@ -51,4 +51,5 @@ def test_session_export_and_code_panels():
     assert "Download as a Python script" in labels and "Download as a Jupyter notebook" in labels
     at.switch_page(nav.DATA.path).run()
     assert any("import_sample('shapes', DATASET)" in c.value for c in at.code)
+    assert any(e.label == "Why deep learning needs data" for e in at.expander)
     assert not at.exception

@@ -1,4 +1,4 @@
-"""The "Show the code" panel: the imgcls calls that do what the user just did on a page."""
+"""Teaching panels: "Show the code" with the imgcls calls behind a page, and concept cards."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def show_train_code(config) -> None:
     values = dataclasses.asdict(config)
     show_code(f"DATASET = {values['dataset']!r}\n" + recipe.train_code(values),
               "trains a model with these settings (as the Start button does, but in your own process)")
+
+
+def show_concept(key: str, expanded: bool = False) -> None:
+    """A concept card: the idea in plain words and what to look for when it is measured."""
+    from imgcls.concepts import card
+
+    c = card(key)
+    with st.expander(c.title, icon=":material/school:", expanded=expanded):
+        st.markdown(c.text)
+        st.caption(f"What to look for: {c.look_for}")
