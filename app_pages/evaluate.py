@@ -1,9 +1,10 @@
-"""Evaluate: how well a trained run does, what it confuses, its worst mistakes, predictions and export."""
+"""Evaluate: how well a trained run does, what it confuses, its worst mistakes (fixable), a second run side by
+side, predictions on new images one by one or by the ZIP, export and sharing."""
 
 import streamlit as st
 
 from imgcls import runs
-from imgcls.ui import demo, evaluating, nav, state
+from imgcls.ui import demo, eval_compare, eval_gallery, eval_predict, evaluating, nav, state
 
 st.title("Evaluate")
 dataset = state.active_dataset()
@@ -16,31 +17,54 @@ if not run_id:
 
 config = runs.read_config(run_id)
 split = st.session_state.get(evaluating.SPLIT, "val")
+tta = bool(st.session_state.get(evaluating.TTA, False))
 if config.get("dataset") != dataset:
     st.caption(f"This run was trained on '{config.get('dataset')}', not on the active dataset.")
-result = evaluating.result_controls(run_id, split)
+result = evaluating.result_controls(run_id, split, tta)
+results_tab, compare_tab, predict_tab, export_tab = st.tabs(
+    ["Results", "Compare with another run", "Predict new images", "Export and share"])
 
-if result:
-    table = evaluating.predictions(run_id, result)
-    st.subheader("How well it does")
-    evaluating.show_metrics(result)
+with results_tab:
+    if result:
+        table = evaluating.predictions(run_id, result)
+        st.subheader("How well it does")
+        evaluating.show_metrics(result)
+        evaluating.show_leaks(config["dataset"], table)
 
-    st.subheader("What it confuses")
-    st.caption("Rows are the true classes, columns the predictions; colour is the share of the row. "
-               "Click a cell to see its images.")
-    evaluating.show_confusion(run_id, split, result, table, config["dataset"])
+        st.subheader("What it confuses")
+        st.caption("Rows are the true classes, columns the predictions; colour is the share of the row. "
+                   "Click a cell to see its images.")
+        gallery = eval_gallery.Gallery(run_id, config["dataset"], tuple(result["classes"]),
+                                       eval_gallery.overlay_controls())
+        evaluating.show_confusion(split, result, table, gallery)
 
-    st.subheader("Most confident mistakes")
-    evaluating.show_worst(table, config["dataset"])
+        st.subheader("Most confident mistakes")
+        eval_gallery.show_fix_help()
+        eval_gallery.show_worst(table, gallery)
 
-    st.subheader("Confidence you can trust?")
-    evaluating.show_reliability(result, key=f"evaluate.reliability.{run_id}.{split}")
+        tag = f"{run_id}.{split}{'.tta' if tta else ''}"
+        left, right = st.columns(2)
+        with left:
+            st.subheader("Confidence you can trust?")
+            evaluating.show_reliability(result, key=f"evaluate.reliability.{tag}")
+        with right:
+            st.subheader("Telling each class from the rest")
+            evaluating.show_roc(table, result["classes"], key=f"evaluate.roc.{tag}")
 
-st.subheader("Try it on new images")
-evaluating.show_predict(run_id)
+with compare_tab:
+    second = eval_compare.second_run_controls(run_id, config) if result else None
+    if second:
+        eval_compare.show_comparison(run_id, second, result, split, tta)
 
-st.subheader("Export")
-evaluating.show_export(run_id)
+with predict_tab:
+    threshold = eval_predict.threshold_controls()
+    st.subheader("One image at a time")
+    eval_predict.show_predict(run_id, threshold)
+    st.subheader("A batch: a ZIP or many images")
+    eval_predict.show_batch(run_id, threshold)
 
-st.subheader("Share a demo")
-demo.publish_controls(run_id)
+with export_tab:
+    st.subheader("Export")
+    evaluating.show_export(run_id)
+    st.subheader("Share a demo")
+    demo.publish_controls(run_id)

@@ -1,4 +1,6 @@
-"""Prediction speed on this CPU: one image at a time (decode → preprocess → model), and batches.
+"""Prediction speed on this CPU: one image at a time (decode → preprocess → model), and batches; with and
+without the out-of-distribution check (pre-logit features, then the k-th nearest of the largest reference
+imgcls.ood keeps, 5000 training images).
 
 Uses EfficientNet-Lite0 with a 2-class head (speed does not depend on the trained weights) at 224 px.
 Usage: python benchmarks/bench_predict.py [--repeats 50] [--batch 32]
@@ -19,6 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imgcls import ood  # noqa: E402
 from imgcls.images import decode  # noqa: E402
 from imgcls.imgcache import cache_size, center_crop, fit_square, to_tensor  # noqa: E402
 from imgcls.models import create_model, data_config  # noqa: E402
@@ -39,18 +42,35 @@ def main() -> None:
     Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
     photo = buf.getvalue()
 
+    with torch.inference_mode():
+        width = model.forward_head(model.forward_features(torch.zeros(1, 3, 64, 64)), pre_logits=True).shape[1]
+    reference = ood.Reference(ood.normalise(rng.normal(size=(ood.MAX_REFERENCE, width))), 0.3, ood.K)
+
     def one() -> None:
         arr = center_crop(fit_square(decode(photo), side, cfg["interpolation"]), args.img_size)
         with torch.inference_mode():
             model(to_tensor(arr[None], cfg["mean"], cfg["std"])).softmax(1)
 
+    def one_checked() -> None:  # what Predictor.predict does with a reference: one backbone pass, two heads
+        arr = center_crop(fit_square(decode(photo), side, cfg["interpolation"]), args.img_size)
+        with torch.inference_mode():
+            feats = model.forward_features(to_tensor(arr[None], cfg["mean"], cfg["std"]))
+            model.forward_head(feats).softmax(1)
+            reference.distances(model.forward_head(feats, pre_logits=True).numpy())
+
     for _ in range(5):
-        one()
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        one()
-        times.append(time.perf_counter() - start)
+        one(), one_checked()
+    times, checked = [], []
+    for _ in range(args.repeats):  # alternated, so a busy moment on a shared machine hits both alike
+        for fn, out in ((one, times), (one_checked, checked)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    query = ood.normalise(rng.normal(size=(1, width)))
+    start = time.perf_counter()
+    for _ in range(200):
+        reference.distances(query)
+    knn_ms = (time.perf_counter() - start) / 200 * 1000
     batch = np.stack([center_crop(fit_square(decode(photo), side, cfg["interpolation"]), args.img_size)] * args.batch)
     rates = []
     for _ in range(5):
@@ -61,6 +81,9 @@ def main() -> None:
     print(f"single image at {args.img_size} px (500×375 JPEG decoded, resized, cropped, model): "
           f"median {statistics.median(times) * 1000:.1f} ms over {args.repeats}, "
           f"p90 {np.percentile(times, 90) * 1000:.1f} ms")
+    print(f"the same with the out-of-distribution check: median {statistics.median(checked) * 1000:.1f} ms, "
+          f"p90 {np.percentile(checked, 90) * 1000:.1f} ms (the nearest-neighbour search alone: {knn_ms:.2f} ms "
+          f"against {ood.MAX_REFERENCE} training images)")
     print(f"batches of {args.batch}, model only: median {statistics.median(rates):.0f} images/s")
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from .compare import confusion_difference
 
 BAR_COLOUR, GAP_COLOUR = "#4C78A8", "#E45756"
 
@@ -89,4 +93,65 @@ def top_k_figure(top: list[tuple[str, float]]) -> go.Figure:
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_layout(height=60 + 32 * len(names), margin=dict(t=10, b=10, l=10, r=10))
+    return fig
+
+
+def roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct score, highest first, from (0, 0) (as scikit-learn's
+    roc_curve with drop_intermediate=False), and those thresholds (the first is +inf)."""
+    order = np.argsort(-score, kind="mergesort")
+    score, positive = np.asarray(score)[order], np.asarray(positive, dtype=bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last row of each run of equal scores
+    tp, fp = np.cumsum(positive)[last], np.cumsum(~positive)[last]
+    fpr = np.r_[0.0, fp / max(fp[-1], 1)]
+    tpr = np.r_[0.0, tp / max(tp[-1], 1)]
+    return fpr, tpr, np.r_[np.inf, score[last]]
+
+
+def roc_curves(table: pd.DataFrame, classes: list[str]) -> list[dict]:
+    """One-vs-rest ROC curve of each class from a predictions table (its p:<class> columns) with its area;
+    for two classes only the second's (the other is its mirror). Classes absent from the split, or the
+    only one present, have no curve."""
+    labels = table["label"].astype(str).to_numpy()
+    shown = classes[1:] if len(classes) == 2 else classes
+    curves = []
+    for c in shown:
+        positive = labels == str(c)
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_points(positive, table[f"p:{c}"].to_numpy(dtype=float))
+        curves.append({"class": str(c), "fpr": fpr, "tpr": tpr, "auc": float(np.trapezoid(tpr, fpr))})
+    return curves
+
+
+def roc_figure(table: pd.DataFrame, classes: list[str]) -> go.Figure:
+    """ROC curves, one per class against the rest, their areas (AUC) in the legend."""
+    fig = go.Figure()
+    colours = qualitative.Plotly
+    for n, curve in enumerate(roc_curves(table, classes)):
+        name = curve["class"] if len(classes) > 2 else f"{curve['class']} vs {classes[0]}"
+        fig.add_trace(go.Scatter(x=curve["fpr"], y=curve["tpr"], mode="lines",
+                                 line=dict(color=colours[n % len(colours)]), name=f"{name} (AUC {curve['auc']:.3f})",
+                                 hovertemplate=f"{name}: %{{y:.0%}} found at %{{x:.0%}} false alarms<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Chance", line=dict(color="#888", dash="dot")))
+    fig.update_xaxes(title_text="False positive rate (other classes flagged)", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="True positive rate (class found)", range=[0, 1.02], tickformat=".0%")
+    fig.update_layout(height=320, margin=dict(t=20, b=10), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def confusion_difference_figure(first: dict, second: dict) -> go.Figure:
+    """Second run's row-normalised confusion minus the first's: blue where the second puts more images,
+    red where fewer (more on the diagonal is better)."""
+    classes = [str(c) for c in first["classes"]]
+    diff = confusion_difference(first, second)
+    top = max(0.1, float(np.abs(diff).max()))  # the scale fits the largest change, so small ones still show
+    fig = go.Figure(go.Heatmap(
+        z=diff, x=classes, y=classes, text=[[f"{v:+.0%}" if abs(v) >= 0.005 else "" for v in row] for row in diff],
+        texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-top, zmax=top,
+        colorbar=dict(title="second − first<br>share of true class", tickformat="+.0%"),
+        hovertemplate="really %{y}, predicted %{x}: %{z:+.1%}<extra></extra>"))
+    fig.update_xaxes(title_text="Predicted", type="category")
+    fig.update_yaxes(title_text="True", type="category", autorange="reversed")
+    fig.update_layout(height=max(320, 60 * len(classes) + 160), margin=dict(t=20, b=10))
     return fig

@@ -99,16 +99,49 @@ def _roc_auc(labels: np.ndarray, probs: np.ndarray, n: int) -> float | None:
     return float(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(n))))
 
 
+def _suffix(split: str, tta: bool) -> str:
+    # with and without TTA are kept apart, so neither result silently replaces the other
+    return f"{split}{'-tta' if tta else ''}"
+
+
 def evaluate(run_id: str, split: str = "val", tta: bool = False, device: str = "cpu") -> dict:
-    """Predict a split, compute the metrics, and save both with the run (predictions-<split>.csv)."""
+    """Predict a split, compute the metrics, and save both with the run (predictions-<split>[-tta].csv)."""
     table = predict_split(run_id, split, tta, device)
     classes = runs.read_config(run_id)["classes"]
     labels = table["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     probs = table[[f"p:{c}" for c in classes]].to_numpy()
     result = compute_metrics(labels, probs, classes)
     folder = runs.run_dir(run_id)
-    suffix = f"{split}{'-tta' if tta else ''}"
+    suffix = _suffix(split, tta)
     workspace.atomic_write_text(folder / f"predictions-{suffix}.csv", table.to_csv(index=False))
     result.update(run=run_id, split=split, tta=tta, predictions=str(folder / f"predictions-{suffix}.csv"))
     workspace.atomic_write_json(folder / f"evaluation-{suffix}.json", result)
     return result
+
+
+def saved_evaluation(run_id: str, split: str = "val", tta: bool = False) -> dict | None:
+    """The evaluation saved with the run for this split and TTA setting, unless the model is newer."""
+    folder = runs.run_dir(run_id)
+    path = folder / f"evaluation-{_suffix(split, tta)}.json"
+    model = folder / "model.safetensors"
+    if not path.exists() or (model.exists() and path.stat().st_mtime < model.stat().st_mtime):
+        return None
+    result = workspace.read_json(path)
+    return result if result and bool(result.get("tta", False)) == bool(tta) else None
+
+
+def changes_since(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.Series:
+    """For each prediction row, what was edited in the dataset since it was computed ('' if nothing):
+    the saved predictions keep the labels they were scored against until the run is evaluated again."""
+    now = manifest.set_index("path")
+    notes = []
+    for path, label in zip(table["path"], table["label"]):
+        if path not in now.index:
+            notes.append("no longer in the dataset")
+        elif bool(now.at[path, "excluded"]):
+            notes.append("excluded since")
+        elif str(now.at[path, "label"]) != str(label):
+            notes.append(f"relabelled to {now.at[path, 'label']} since")
+        else:
+            notes.append("")
+    return pd.Series(notes, index=table.index, dtype=object)

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
+import pandas as pd
 import torch
 
+from . import ood
 from .checkpoint import load_run_model
 from .gradcam import explain
 from .images import ImageProblem, decode, is_image_name
 from .imgcache import cache_size, center_crop, fit_square, to_tensor
-from .sources import ImportLimits, SourceError, list_folder, list_zip, open_zip
+from .sources import ImportLimits, Listing, SourceError, list_folder, list_memory, list_zip, open_zip
+
+Data = bytes | Callable[[], bytes]  # file contents, or a way to read them when their turn comes (ZIP members)
+UNFAMILIAR = "This image looks unlike anything the model was trained on; its answer may be meaningless."
 
 
 def prepare(img, config: dict) -> np.ndarray:
@@ -24,11 +31,13 @@ def prepare(img, config: dict) -> np.ndarray:
 
 
 class Predictor:
-    """A run's model loaded once, for many predictions."""
+    """A run's model loaded once, for many predictions (read-only afterwards: safe to share)."""
 
-    def __init__(self, run_id: str, device: str = "cpu"):
+    def __init__(self, run_id: str, device: str = "cpu", check_familiar: bool = True):
         self.model, self.config = load_run_model(run_id, device)
         self.device, self.classes = device, self.config["classes"]
+        # the out-of-distribution reference: built from the training images on the first Predictor of a run
+        self.reference = ood.reference(run_id, self.model, self.config, device) if check_familiar else None
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -36,23 +45,50 @@ class Predictor:
         dcfg = self.config["data_config"]
         return self.model(to_tensor(batch, dcfg["mean"], dcfg["std"], self.device)).float().softmax(1).cpu().numpy()
 
-    def predict(self, files: Iterable[tuple[str, bytes]], top_k: int = 3, min_confidence: float = 0.0,
-                batch_size: int = 32) -> list[dict]:
-        """One row per file, in input order: the top-k classes, or the reason the file could not be read."""
+    @torch.inference_mode()
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and pre-logit features of prepared images, from one pass of the backbone."""
+        dcfg = self.config["data_config"]
+        feats = self.model.forward_features(to_tensor(batch, dcfg["mean"], dcfg["std"], self.device))
+        logits = self.model.forward_head(feats)  # the head on the same features: no second backbone pass
+        embedding = self.model.forward_head(feats, pre_logits=True)
+        return logits.float().softmax(1).cpu().numpy(), embedding.float().cpu().numpy()
+
+    def predict(self, files: Iterable[tuple[str, Data]], top_k: int = 3, min_confidence: float = 0.0,
+                batch_size: int = 32, progress: Callable[[float], None] | None = None) -> list[dict]:
+        """One row per file, in input order: the top-k classes, or the reason the file could not be read.
+
+        With the run's reference, rows also say how far the image lies from the training images
+        (`distance`) and whether that is beyond anything seen in validation (`unfamiliar`).
+        """
+        files = list(files)
         rows: list[dict] = []
-        ready: list[tuple[int, np.ndarray]] = []
-        for name, data in files:
+        chunk: list[tuple[int, np.ndarray]] = []
+        for n, (name, data) in enumerate(files):
             rows.append({"file": name})
             try:
-                ready.append((len(rows) - 1, prepare(decode(data), self.config)))
+                chunk.append((n, prepare(decode(data() if callable(data) else data), self.config)))
             except ImageProblem as problem:
                 rows[-1]["error"] = f"{problem.reason}: {problem}"
-        for start in range(0, len(ready), batch_size):
-            chunk = ready[start:start + batch_size]
-            probs = self.probabilities(np.stack([arr for _, arr in chunk]))
-            for (i, _), p in zip(chunk, probs):
-                rows[i].update(self._scores(p, top_k, min_confidence))
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # a damaged ZIP member
+                rows[-1]["error"] = f"unreadable: {exc}"
+            last = n == len(files) - 1
+            if chunk and (len(chunk) == batch_size or last):
+                self._fill(rows, chunk, top_k, min_confidence)
+                chunk = []
+                if progress and not last:
+                    progress((n + 1) / len(files))
+        if progress and files:
+            progress(1.0)
         return rows
+
+    def _fill(self, rows: list[dict], chunk: list[tuple[int, np.ndarray]], top_k: int, min_confidence: float) -> None:
+        probs, embedding = self.forward(np.stack([arr for _, arr in chunk]))
+        far = self.reference.distances(embedding) if self.reference is not None else None
+        for j, ((i, _), p) in enumerate(zip(chunk, probs)):
+            rows[i].update(self._scores(p, top_k, min_confidence))
+            if far is not None:
+                rows[i].update(distance=float(far[j]), unfamiliar=bool(far[j] > self.reference.threshold))
 
     def explain(self, data: bytes, class_index: int | None = None) -> dict:
         """Grad-CAM of one image file: where the evidence for the class lies (heat, overlay, class)."""
@@ -85,13 +121,70 @@ def read_inputs(paths: list[str], limits: ImportLimits = ImportLimits()) -> tupl
     return [(n, d) for n, d in files if is_image_name(n) or Path(n).suffix == ""], errors
 
 
+def _listed(listing: Listing, prefix: str, limits: ImportLimits) -> tuple[list, list[dict]]:
+    """(name, reader) pairs of a listing's images, and a plain error row for everything else."""
+    files = []
+    errors = [{"file": prefix + s["file"], "error": f"{s['reason']}: {s['detail']}"} for s in listing.skipped]
+    for entry in listing.entries:
+        name = prefix + entry.name
+        if Path(entry.name).suffix and not is_image_name(entry.name):
+            errors.append({"file": name, "error": f"not an image: '{Path(entry.name).suffix}' files are skipped"})
+        elif entry.size > limits.max_file_bytes:
+            errors.append({"file": name, "error": f"too large: {entry.size:,} bytes is over the per-file limit "
+                                                  f"of {limits.max_file_bytes:,}"})
+        else:
+            files.append((name, entry.read))
+    return files, errors
+
+
+def read_uploads(uploads: list[tuple[str, bytes]], limits: ImportLimits = ImportLimits()) -> tuple[list, list[dict]]:
+    """Uploaded images and ZIPs of images: (name, reader) pairs read one at a time when predicted, and a
+    plain error row for each file that cannot be (non-images, files over the limits, a broken ZIP)."""
+    loose = [(n, d) for n, d in uploads if Path(n).suffix.lower() != ".zip"]
+    files, errors = _listed(list_memory(loose), "", limits)
+    for name, data in uploads:
+        if Path(name).suffix.lower() != ".zip":
+            continue
+        try:  # the same caps as an import: member count, unpacked size, ratio, per-file size, no nesting
+            more, bad = _listed(list_zip(open_zip(data, name), limits, name), f"{name}/", limits)
+        except SourceError as exc:
+            more, bad = [], [{"file": name, "error": f"unreadable: {exc}"}]
+        files += more
+        errors += bad
+    if len(files) > limits.max_files:
+        raise SourceError(f"{len(files):,} images at once is over the limit of {limits.max_files:,}.")
+    return files, errors
+
+
+def not_sure(rows: list[dict], min_confidence: float) -> list[dict]:
+    """Rows predicted with no threshold, answered 'not sure' below min_confidence (copies)."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        if "confidence" in row and row["confidence"] < min_confidence:
+            row["prediction"] = "not sure"
+        out.append(row)
+    return out
+
+
 def to_csv(rows: list[dict], classes: list[str]) -> str:
-    """The predictions as CSV: file, prediction, confidence, one probability column per class, error."""
+    """The predictions as CSV: file, prediction, confidence, one probability column per class, whether the
+    image is unlike the training images (and its distance to them), error."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["file", "prediction", "confidence", *[f"p:{c}" for c in classes], "error"])
+    writer.writerow(["file", "prediction", "confidence", *[f"p:{c}" for c in classes], "unfamiliar", "distance",
+                     "error"])
     for r in rows:
         probs = r.get("probabilities", {})
         writer.writerow([r["file"], r.get("prediction", ""), f"{r['confidence']:.6f}" if "confidence" in r else "",
-                         *[f"{probs[c]:.6f}" if c in probs else "" for c in classes], r.get("error", "")])
+                         *[f"{probs[c]:.6f}" if c in probs else "" for c in classes],
+                         r["unfamiliar"] if "unfamiliar" in r else "",
+                         f"{r['distance']:.4f}" if "distance" in r else "", r.get("error", "")])
     return buf.getvalue()
+
+
+def predictions_frame(rows: list[dict]) -> pd.DataFrame:
+    """The predictions as a table to show: file, answer, confidence, unlike the training images, error."""
+    return pd.DataFrame([{"file": r["file"], "prediction": r.get("prediction"), "confidence": r.get("confidence"),
+                          "unfamiliar": r.get("unfamiliar"), "error": r.get("error", "")} for r in rows],
+                        columns=["file", "prediction", "confidence", "unfamiliar", "error"])

@@ -48,6 +48,18 @@ def test_published_demo_predicts_and_shows_nothing_else(trained):
     assert not at.selectbox  # no dataset picker, no settings: only the predict box
     at.file_uploader(key="demo.files").upload("red.png", _png((220, 40, 40), 7), "image/png").run()
     assert any(m.value == "**red**" for m in at.markdown)
+    assert not at.warning  # an image like the training images: no warning
+    assert not at.exception
+
+
+def test_the_demo_warns_about_an_image_unlike_the_training_images(trained):
+    from imgcls.predict import UNFAMILIAR
+    from test_ood import stripes_png
+
+    demo.publish(trained)
+    at = open_demo(trained)
+    at.file_uploader(key="demo.files").upload("stripes.png", stripes_png(), "image/png").run()
+    assert [w.value for w in at.warning] == [UNFAMILIAR]
     assert not at.exception
 
 

@@ -78,3 +78,63 @@ def test_evaluating_a_run_reproduces_its_validation_accuracy_and_saves_predictio
     cli = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"accuracy", "macro_f1", "per_class", "confusion", "ece", "predictions"} <= set(cli)
     assert (runs.run_dir(run_id) / "evaluation-val.json").exists()
+
+
+def test_roc_curves_match_scikit_learn():
+    from imgcls import eval_charts
+
+    labels, probs = _random_case(n=90, classes=3, seed=2)
+    probs = np.round(probs, 2)  # ties in the scores, as real probabilities have
+    table = pd.DataFrame({"label": [("a", "b", "c")[i] for i in labels],
+                          **{f"p:{c}": probs[:, i] for i, c in enumerate("abc")}})
+    curves = eval_charts.roc_curves(table, ["a", "b", "c"])
+    assert [c["class"] for c in curves] == ["a", "b", "c"]
+    for i, curve in enumerate(curves):
+        fpr, tpr, thresholds = skm.roc_curve(labels == i, probs[:, i], drop_intermediate=False)
+        assert curve["fpr"] == pytest.approx(fpr) and curve["tpr"] == pytest.approx(tpr)
+        assert eval_charts.roc_points(labels == i, probs[:, i])[2][1:] == pytest.approx(thresholds[1:])
+        assert curve["auc"] == pytest.approx(skm.roc_auc_score(labels == i, probs[:, i]))
+    fig = eval_charts.roc_figure(table, ["a", "b", "c"])
+    assert [t.name.split(" (")[0] for t in fig.data] == ["a", "b", "c", "Chance"]
+    assert fig.data[0].name == f"a (AUC {curves[0]['auc']:.3f})"
+    two, p2 = _random_case(classes=2)
+    binary = pd.DataFrame({"label": [("x", "y")[i] for i in two], "p:x": p2[:, 0], "p:y": p2[:, 1]})
+    only = eval_charts.roc_curves(binary, ["x", "y"])
+    assert len(only) == 1 and only[0]["auc"] == pytest.approx(skm.roc_auc_score(two, p2[:, 1]))
+    assert eval_charts.roc_curves(binary[binary["label"] == "x"], ["x", "y"]) == []  # one class only: no curve
+
+
+def test_comparison_table_and_confusion_difference():
+    from imgcls import compare, eval_charts
+
+    labels, probs = _random_case(seed=3)
+    first = compute_metrics(labels, probs, ["a", "b", "c"])
+    second = compute_metrics(labels, np.eye(3)[labels] * 0.9 + 0.1 / 3, ["a", "b", "c"])  # always right
+    table = compare.metrics_table(first, second).set_index("metric")
+    assert table.at["Accuracy", "difference"] == pytest.approx(1.0 - first["accuracy"])
+    assert table.at["Accuracy", "better"] == "second" and table.at["F1 of b", "second"] == 1.0
+    assert table.at["Calibration error (ECE)", "better"] == ("second" if second["ece"] < first["ece"] else "first")
+    diff = compare.confusion_difference(first, second)
+    assert np.allclose(diff.sum(1), 0) and np.allclose(np.diag(diff), 1 - np.diag(first["confusion_normalised"]))
+    assert np.allclose(eval_charts.confusion_difference_figure(first, second).data[0].z, diff)
+    assert compare.comparable({"dataset": "d", "classes": ["a"]}, {"dataset": "d", "classes": ["a"]})
+    assert not compare.comparable({"dataset": "d", "classes": ["a"]}, {"dataset": "d", "classes": ["a", "b"]})
+
+
+def test_saved_evaluations_keep_tta_apart_and_mark_rows_fixed_since(imgcls_home):
+    from imgcls import journal, workspace
+    from imgcls.evaluate import changes_since, saved_evaluation
+
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
+    run(run_id, echo=lambda _: None)
+    assert saved_evaluation(run_id, "val") is None
+    plain, flipped = evaluate(run_id, "val"), evaluate(run_id, "val", tta=True)
+    assert saved_evaluation(run_id, "val")["tta"] is False and saved_evaluation(run_id, "val", True)["tta"] is True
+    assert plain["predictions"] != flipped["predictions"]
+    table = pd.read_csv(plain["predictions"], keep_default_na=False)
+    a, b = table["path"].iloc[0], table["path"].iloc[1]
+    journal.edit("toy", "relabel", [a], "green", source="evaluate")
+    journal.edit("toy", "exclude", [b], source="evaluate")
+    notes = changes_since(table, workspace.read_manifest("toy"))
+    assert list(notes.iloc[:2]) == ["relabelled to green since", "excluded since"] and set(notes.iloc[2:]) == {""}

@@ -10,7 +10,7 @@ from imgcls import eval_charts, runs, workspace
 from imgcls.train import TrainConfig, prepare_run, run
 from imgcls.ui import nav
 
-from test_train import SMALL, make_dataset
+from test_train import SMALL, _png, make_dataset
 from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +24,14 @@ pytestmark = pytest.mark.usefixtures("app_home")
 CONFUSABLE = (("red", (220, 40, 40)), ("rose", (215, 45, 45)), ("blue", (40, 40, 220)))
 
 
-def trained_run(classes=None) -> str:
-    name = make_dataset(per_class=10, **({"classes": classes} if classes else {}))
+def trained_run(classes=None, per_class=10, **settings) -> str:
+    name = make_dataset(per_class=per_class, **({"classes": classes} if classes else {}))
     workspace.save_setting("active_dataset", name)
-    run_id = prepare_run(TrainConfig(dataset=name, strategy="linear", epochs=5, **SMALL))
+    return train_again(name, **settings)
+
+
+def train_again(name: str = "toy", **settings) -> str:
+    run_id = prepare_run(TrainConfig(dataset=name, strategy="linear", **{"epochs": 5, **SMALL, **settings}))
     run(run_id, echo=lambda _: None)
     return run_id
 
@@ -149,4 +153,156 @@ def test_grad_cam_and_demo_publishing_from_the_page():
     assert any(f"/demo?run={run_id}" in c.value for c in at.code)
     at.button(key=f"demo.unpublish.{run_id}").click().run()
     assert not demo.is_published(run_id)
+    assert not at.exception
+
+
+# --- fixing labels from the mistakes, TTA, ROC, comparison, batches, unfamiliar images -------------------
+
+
+def _saved_table(run_id: str, suffix: str = "val") -> pd.DataFrame:
+    saved = workspace.read_json(runs.run_dir(run_id) / f"evaluation-{suffix}.json")
+    table = pd.read_csv(saved["predictions"], keep_default_na=False)
+    return table.assign(correct=table["correct"].astype(str).str.lower() == "true")
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    """The shown table with this column (AppTest does not expose a dataframe's key)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with a '{column}' column"
+    return found[0]
+
+
+def _label_of(path: str) -> tuple[str, bool]:
+    df = workspace.read_manifest("toy").set_index("path")
+    return str(df.at[path, "label"]), bool(df.at[path, "excluded"])
+
+
+def test_fixing_a_mistake_relabels_it_in_the_journal_and_undo_restores_it(monkeypatch):
+    from imgcls import journal
+
+    run_id = trained_run(CONFUSABLE)
+    at = open_evaluate()
+    worst = eval_charts.worst_mistakes(_saved_table(run_id))
+    assert len(worst) >= 2, "the confusable classes should give mistakes to fix"
+    first, second = worst.iloc[0], worst.iloc[1]
+    at.button(key=f"evaluate.fix.worst.{first['path']}.as_predicted").click().run()
+    assert _label_of(first["path"]) == (first["prediction"], False)
+    entry = journal.history("toy")[-1]
+    assert entry["source"] == "evaluate" and entry["action"] == "relabel" and entry["value"] == first["prediction"]
+    assert at.success[0].value.startswith("Relabelled 1 image")
+    assert any(c.value.endswith(f"relabelled to {first['prediction']} since") for c in at.caption)
+    at.button(key="evaluate.fix.undo.worst").click().run()
+    assert _label_of(first["path"]) == (first["label"], False)
+    assert at.success[0].value.startswith("Undid the edit on 1 image")
+    other = [c for c, _ in CONFUSABLE if c not in (second["label"], second["prediction"])][0]
+    at.selectbox(key=f"evaluate.fix.worst.{second['path']}.class").set_value(other)
+    at.button(key=f"evaluate.fix.worst.{second['path']}.relabel").click().run()
+    assert _label_of(second["path"]) == (other, False)
+    at.button(key=f"evaluate.fix.worst.{first['path']}.exclude").click().run()
+    assert _label_of(first["path"]) == (first["label"], True)
+    assert any(c.value.endswith("excluded since") for c in at.caption)
+    assert journal.history("toy")[-1]["source"] == "evaluate"
+    at.button(key=f"evaluate.fix.worst.{first['path']}.restore").click().run()  # excluded: offers a restore
+    assert _label_of(first["path"]) == (first["label"], False)
+    refused = journal.EditRefused("A class needs a name: the new label is empty.")
+    with monkeypatch.context() as patch:  # a refused edit is a plain message, not a crash
+        patch.setattr(journal, "edit", lambda *a, **k: (_ for _ in ()).throw(refused))
+        at.button(key=f"evaluate.fix.worst.{first['path']}.as_predicted").click().run()
+    assert at.error[0].value == str(refused) and _label_of(first["path"]) == (first["label"], False)
+    saved = workspace.read_json(runs.run_dir(run_id) / "evaluation-val.json")
+    assert metric(at, "Accuracy") == f"{saved['accuracy']:.1%}"  # unchanged until evaluated again
+    at.toggle(key="evaluate.looked").set_value(True).run()  # Grad-CAM overlays in place of the thumbnails
+    assert len([c for img in at.image for c in img.captions if "→" in c]) == len(worst)
+    assert not at.exception
+
+
+def test_tta_is_saved_apart_and_the_roc_curves_are_drawn():
+    run_id = trained_run(CONFUSABLE)
+    at = open_evaluate()
+    plain = runs.run_dir(run_id) / "evaluation-val.json"
+    stamp = plain.stat().st_mtime_ns
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert sum("AUC" in spec for spec in charts) == 1 and all(f"{c} (AUC" in "".join(charts) for c, _ in CONFUSABLE)
+    assert any("without TTA" in c.value for c in at.caption)
+    at.checkbox(key="evaluate.tta").check().run()
+    tta = workspace.read_json(runs.run_dir(run_id) / "evaluation-val-tta.json")
+    assert tta["tta"] is True and plain.stat().st_mtime_ns == stamp  # the result without TTA is kept
+    assert metric(at, "Accuracy") == f"{tta['accuracy']:.1%}"
+    assert any("with TTA" in c.value for c in at.caption)
+    at.checkbox(key="evaluate.tta").uncheck().run()
+    assert metric(at, "Accuracy") == f"{workspace.read_json(plain)['accuracy']:.1%}"
+    assert not at.exception
+
+
+def test_a_second_run_side_by_side():
+    first = trained_run()
+    second = train_again(epochs=2, seed=1)
+    at = open_evaluate()
+    at.selectbox(key="evaluate.run").set_value(first).run()
+    assert at.selectbox(key="evaluate.second").value is None
+    at.selectbox(key="evaluate.second").set_value(second).run()
+    table = _frame(at, "difference")
+    a, b = (workspace.read_json(runs.run_dir(r) / "evaluation-val.json") for r in (first, second))
+    acc = table.set_index("metric").loc["Accuracy"]
+    assert acc["first"] == pytest.approx(a["accuracy"])
+    assert acc["difference"] == pytest.approx(b["accuracy"] - a["accuracy"])
+    assert {"F1 of red", "F1 of blue", "Calibration error (ECE)"} <= set(table["metric"])
+    settings = _frame(at, "setting")
+    assert {"epochs", "seed"} <= set(settings["setting"])
+    assert not at.exception
+
+
+def test_a_batch_from_a_zip_lists_the_broken_file_and_offers_a_csv():
+    from conftest import make_zip
+    from test_ood import stripes_png
+
+    trained_run(per_class=20)
+    at = open_evaluate()
+    archive = make_zip([("photos/red1.png", _png((220, 40, 40), 999)), ("photos/blue1.png", _png((40, 40, 220), 998)),
+                        ("photos/broken.png", b"not an image at all"), ("photos/notes.txt", b"hello"),
+                        ("photos/stripes.png", stripes_png())])
+    at.file_uploader(key="evaluate.batch_upload").upload("batch.zip", archive, "application/zip").run()
+    table = _frame(at, "unfamiliar").set_index("file")
+    assert table.at["batch.zip/photos/red1.png", "prediction"] == "red"
+    assert table.at["batch.zip/photos/blue1.png", "prediction"] == "blue"
+    assert "corrupt" in table.at["batch.zip/photos/broken.png", "error"]
+    assert "not an image" in table.at["batch.zip/photos/notes.txt", "error"]
+    assert bool(table.at["batch.zip/photos/stripes.png", "unfamiliar"])
+    assert not table.at["batch.zip/photos/red1.png", "unfamiliar"]
+    assert "broken.png" in at.error[0].value and "notes.txt" in at.error[0].value
+    download = at.get("download_button")
+    assert download and download[0].proto.label == "Download the predictions (CSV)"
+    assert not at.exception
+
+
+def test_an_image_unlike_the_training_images_gets_a_plain_warning():
+    from imgcls.predict import UNFAMILIAR
+    from test_ood import noise_png
+
+    trained_run(per_class=20)
+    at = open_evaluate()
+    at.file_uploader(key="evaluate.upload").set_value(
+        [("red.png", _png((220, 40, 40), 999), "image/png"), ("noise.png", noise_png(), "image/png")]).run()
+    assert [w.value for w in at.warning] == [UNFAMILIAR]
+    assert any(m.value.startswith("**noise.png**") for m in at.markdown)
+    assert not at.exception
+
+
+def test_leaked_validation_images_are_named_with_the_fairer_accuracy():
+    run_id = trained_run()
+    at = open_evaluate()
+    table = pd.read_csv(runs.run_dir(run_id) / "predictions-val.csv", dtype={"path": str}, keep_default_na=False)
+    leaked = list(table["path"][:2])
+    # a saved health report whose leakage finding names two of the validation images (and their train twins)
+    workspace.atomic_write_json(workspace.dataset_dir("toy") / "health.json", {
+        "dataset": "toy", "score": 80, "findings": [
+            {"kind": "leakage", "severity": "high", "title": "Copies across splits", "message": "",
+             "images": leaked + ["images/not-in-val.png"], "scores": [1, 1, 1], "suggested": {}, "groups": [],
+             "details": {}}], "images": {}})
+    at.run()
+    correct = table["correct"].astype(str).str.lower().isin(["true", "1"])
+    without = correct[~table["path"].isin(leaked)].mean()
+    text = " ".join(w.value for w in at.warning)
+    assert f"2 of these {len(table)} images have a copy" in text
+    assert f"{correct.mean():.1%} with them and {without:.1%} without them" in text
     assert not at.exception

@@ -61,10 +61,11 @@ def test_cli_predict_writes_a_csv_and_reports_missing_files(trained, imgcls_home
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     by_file = {r["file"]: r for r in result["predictions"]}
-    assert by_file[str(image)]["prediction"] == "red"
+    assert by_file[str(image)]["prediction"] == "red" and by_file[str(image)]["unfamiliar"] is False
     assert "unreadable" in by_file[str(tmp_path / "nope.png")]["error"]
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert {r["file"] for r in rows} == set(by_file) and "p:red" in rows[0]
+    assert {r["unfamiliar"] for r in rows} == {"False", ""}  # the missing file has no answer at all
 
 
 def test_grad_cam_of_a_prediction(trained):
@@ -72,3 +73,30 @@ def test_grad_cam_of_a_prediction(trained):
     assert out["class"] == "red"
     assert out["overlay"].shape == (SMALL["img_size"], SMALL["img_size"], 3) and out["overlay"].dtype == np.uint8
     assert out["heat"].min() >= 0 and out["heat"].max() <= 1
+
+
+def test_uploaded_zip_bytes_with_a_corrupt_member_go_on_and_report_it(trained):
+    from conftest import make_zip
+
+    from imgcls.predict import not_sure, read_uploads, to_csv
+    from imgcls.sources import ImportLimits
+
+    archive = make_zip([("set/red.png", _png((220, 40, 40), 1)), ("set/broken.png", b"\x89PNG but not really"),
+                        ("set/readme.txt", b"hello"), ("set/big.png", _png((40, 40, 220), 2) + b"\0" * 20000),
+                        ("__MACOSX/._red.png", b"resource fork"), ("set/inner.zip", b"PK")])
+    uploads = [("batch.zip", archive), ("loose.png", _png((40, 40, 220), 3)), ("damaged.zip", b"PK\x03\x04 no")]
+    files, errors = read_uploads(uploads, ImportLimits(max_file_bytes=15000))
+    assert [n for n, _ in files] == ["loose.png", "batch.zip/set/red.png", "batch.zip/set/broken.png"]
+    why = {e["file"]: e["error"] for e in errors}
+    assert set(why) == {"batch.zip/set/readme.txt", "batch.zip/set/big.png", "batch.zip/set/inner.zip", "damaged.zip"}
+    assert why["batch.zip/set/readme.txt"].startswith("not an image")
+    assert why["batch.zip/set/big.png"].startswith("too large")
+    assert why["batch.zip/set/inner.zip"].startswith("nested archive")
+    assert why["damaged.zip"].startswith("unreadable") and "not a ZIP" in why["damaged.zip"]
+    seen = []
+    rows = Predictor(trained).predict(files, progress=seen.append, batch_size=2)  # readers, read in turn
+    assert [r.get("prediction") for r in rows] == ["blue", "red", None] and "corrupt" in rows[2]["error"]
+    assert seen == [1 / 3 * 2, 1.0]
+    assert not_sure(rows, 1.01)[0]["prediction"] == "not sure" and rows[0]["prediction"] == "blue"
+    lines = to_csv(rows + errors, ["blue", "red"]).splitlines()
+    assert len(lines) == 1 + 3 + 4 and lines[0].endswith("unfamiliar,distance,error")

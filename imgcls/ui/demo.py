@@ -5,13 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from imgcls import demo, workspace
-from imgcls.predict import Predictor
 
-
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def predictor(run_id: str) -> Predictor:
-    """One loaded model per published run, shared by every visitor (never mutated)."""
-    return Predictor(run_id)
+from .eval_predict import predictor, show_unfamiliar  # one loaded model per run, shared with the Evaluate page
 
 
 def demo_link(run_id: str) -> str:
@@ -64,5 +59,6 @@ def show_demo(run_id: str | None) -> None:
             st.error(f"{row['file']} could not be read: {row['error']}")
         else:
             st.markdown(f"**{row['prediction']}**")
+            show_unfamiliar(row)
             show_bars(row)
 

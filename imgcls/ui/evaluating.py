@@ -1,4 +1,4 @@
-"""Evaluate page widgets: run picker, metrics, confusion matrix with its images, mistakes, predict, export."""
+"""Evaluate page widgets: run, split and TTA pickers, metrics, confusion matrix with its images, curves, export."""
 
 from __future__ import annotations
 
@@ -11,19 +11,18 @@ import pandas as pd
 import streamlit as st
 
 from imgcls import eval_charts, runs, workspace
-from imgcls.evaluate import evaluate
+from imgcls.evaluate import evaluate, saved_evaluation
 from imgcls.export import export_run
 from imgcls.images import ImageProblem
-from imgcls.predict import Predictor
-from imgcls.thumbs import thumbnail_path
 
+from . import eval_gallery
 from .training import run_infos
 
 # Session-state keys of this page (plain strings).
 RUN = "evaluate.run"  # id of the run evaluated
 SPLIT = "evaluate.split"  # "val" or "test"
+TTA = "evaluate.tta"  # average with the mirrored image
 SPLITS = {"val": "Validation", "test": "Test"}
-THUMB_PX = 128
 MAX_IMAGES = 24  # thumbnails shown for a confusion cell: enough to see a pattern, quick to send
 
 
@@ -49,42 +48,48 @@ def run_controls(dataset: str | None) -> str | None:
     if st.session_state.get(RUN) not in ids:
         mine = [r for r, c, _ in done if c.get("dataset") == dataset]
         st.session_state[RUN] = (mine or ids)[0]
-    labels = {r: f"{r} · {c.get('dataset')} · {c.get('strategy')}"
-              + (f" · {s['result']['val_accuracy']:.1%}" if (s.get("result") or {}).get("val_accuracy") is not None
-                 else "") for r, c, s in done}
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
-    run_id = left.selectbox("Run", ids, key=RUN, format_func=partial(_run_label, labels),
+    left, middle, right = st.columns([5, 2, 3], vertical_alignment="bottom")
+    run_id = left.selectbox("Run", ids, key=RUN, format_func=partial(_run_label, run_labels(done)),
                             help="Every finished training run; the newest of the active dataset comes first.")
-    right.radio("Images", list(SPLITS), format_func=SPLITS.get, key=SPLIT, horizontal=True,
-                help="Validation chose the best epoch; the test split was never used in training.")
+    middle.radio("Images", list(SPLITS), format_func=SPLITS.get, key=SPLIT, horizontal=True,
+                 help="Validation chose the best epoch; the test split was never used in training.")
+    right.checkbox("Average with a flipped copy (TTA)", key=TTA,
+                   help="Test-time augmentation: each image is also predicted mirrored left to right and the two "
+                        "answers are averaged. Often a little more accurate and better calibrated; twice the work. "
+                        "Results with and without it are saved separately.")
     return run_id
+
+
+def run_labels(infos: list[tuple[str, dict, dict]]) -> dict[str, str]:
+    """A readable label of each run: id, dataset, strategy and validation accuracy."""
+    return {r: f"{r} · {c.get('dataset')} · {c.get('strategy')}"
+            + (f" · {s['result']['val_accuracy']:.1%}" if (s.get("result") or {}).get("val_accuracy") is not None
+               else "") for r, c, s in infos}
+
+
+def evaluation_controls(run_id: str, split: str, tta: bool, again: bool = False) -> dict | None:
+    """A run's metrics on a split: the saved ones when present, else computed now (and saved)."""
+    result = None if again else saved_evaluation(run_id, split, tta)
+    if result is None:
+        try:
+            with st.spinner(f"Predicting the {SPLITS[split].lower()} images"
+                            + (" and their mirror images…" if tta else "…")):
+                result = evaluate(run_id, split, tta)
+        except (ValueError, OSError, workspace.WorkspaceError, ImageProblem) as exc:
+            st.warning(f"Run {run_id} cannot be evaluated on the {SPLITS[split].lower()} split: {exc}")
+            return None
+    return result
 
 
 # --- the evaluation -----------------------------------------------------------------------------------
 
 
-def _saved(run_id: str, split: str) -> dict | None:
-    """The evaluation saved with the run, unless the model is newer than it."""
-    folder = runs.run_dir(run_id)
-    path = folder / f"evaluation-{split}.json"
-    if not path.exists() or path.stat().st_mtime < (folder / "model.safetensors").stat().st_mtime:
-        return None
-    return workspace.read_json(path)
-
-
-def result_controls(run_id: str, split: str) -> dict | None:
-    """The run's metrics on the split: saved ones when present, computed once otherwise or on request."""
+def result_controls(run_id: str, split: str, tta: bool) -> dict | None:
+    """The run's metrics on the split (with or without TTA): saved ones when present, else computed once,
+    or anew on request."""
     again = st.button("Evaluate again", key="evaluate.recompute", icon=":material/refresh:",
-                      help="Predict every image of the split anew (after editing labels, for example).")
-    result = None if again else _saved(run_id, split)
-    if result is None:
-        try:
-            with st.spinner(f"Predicting the {SPLITS[split].lower()} images…"):
-                result = evaluate(run_id, split)
-        except (ValueError, OSError, workspace.WorkspaceError, ImageProblem) as exc:
-            st.warning(f"This run cannot be evaluated on the {SPLITS[split].lower()} split: {exc}")
-            return None
-    return result
+                      help="Predict every image of the split anew (after fixing labels, for example).")
+    return evaluation_controls(run_id, split, tta, again)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -111,29 +116,37 @@ def show_metrics(result: dict) -> None:
     extra = [f"top-{k[3:-9]} accuracy {v:.1%}" for k, v in result.items() if k.startswith("top") and v is not None]
     if result.get("roc_auc") is not None:
         extra.append(f"ROC-AUC {result['roc_auc']:.3f}")
-    st.caption(f"{result.get('images', '?')} images" + "".join(f" · {e}" for e in extra))
+    how = "with TTA (each image averaged with its mirror image)" if result.get("tta") else "without TTA"
+    split = SPLITS.get(result.get("split"), result.get("split", "")).lower()
+    st.caption(f"{result.get('images', '?')} {split} images, {how}"
+               + "".join(f" · {e}" for e in extra))
     pct = st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
     st.dataframe(eval_charts.per_class_frame(result), hide_index=True, key="evaluate.per_class",
                  column_config={"precision": pct, "recall": pct, "f1": st.column_config.NumberColumn(format="%.3f")})
 
 
-# --- images -------------------------------------------------------------------------------------------
+def show_leaks(dataset: str, table: pd.DataFrame) -> None:
+    """When the Review page's health check found copies of these images in the training set, the score
+    with and without them: a leaked image is remembered, not recognised, so it flatters the model."""
+    from imgcls import health
+
+    report = health.load(dataset) or {}
+    leaked: set[str] = set()
+    for finding in report.get("findings", []):
+        if finding.get("kind") == "leakage":
+            leaked.update(finding.get("images", []))
+    hit = table["path"].isin(leaked)
+    if not hit.any():
+        return
+    correct = table["correct"].astype(str).str.lower().isin(["true", "1"])
+    clean = f"{correct[~hit].mean():.1%}" if (~hit).any() else "not measurable (every image leaked)"
+    st.warning(f"{int(hit.sum())} of these {len(table)} images have a copy (or a near copy) in the training set, "
+               f"found by the health check on the Review page. Accuracy is {correct.mean():.1%} with them and "
+               f"{clean} without them; the second is the fairer figure. Remove the copies on the Review page.",
+               icon=":material/content_copy:")
 
 
-def show_images(dataset: str, rows: pd.DataFrame, captions: list[str]) -> None:
-    """Thumbnails of prediction rows (made on first use); unreadable files are counted, not fatal."""
-    folder = workspace.dataset_dir(dataset)
-    paths, shown, broken = [], [], 0
-    for row, caption in zip(rows.itertuples(index=False), captions):
-        try:
-            paths.append(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)))
-            shown.append(caption)
-        except (ImageProblem, OSError):
-            broken += 1
-    if paths:
-        st.image(paths, caption=shown, width=THUMB_PX)
-    if broken:
-        st.warning(f"{broken} images could not be read; they may have been removed or damaged.")
+# --- images and curves ------------------------------------------------------------------------------
 
 
 def _cell_label(classes: list, cell: str) -> str:
@@ -151,10 +164,11 @@ def _clicked(chart_key: str, cell_key: str, classes: list, options: list) -> Non
             st.session_state[cell_key] = cell
 
 
-def show_confusion(run_id: str, split: str, result: dict, table: pd.DataFrame, dataset: str) -> None:
-    """The confusion matrix; a click on a cell (or the selectbox) shows the images in it."""
+def show_confusion(split: str, result: dict, table: pd.DataFrame, gallery: eval_gallery.Gallery) -> None:
+    """The confusion matrix; a click on a cell (or the selectbox) shows the images in it, each fixable."""
     classes, options = result["classes"], eval_charts.cell_options(result)
-    chart_key, cell_key = f"evaluate.confusion.{run_id}.{split}", f"evaluate.cell.{run_id}.{split}"
+    tag = f"{gallery.run_id}.{split}{'.tta' if result.get('tta') else ''}"
+    chart_key, cell_key = f"evaluate.confusion.{tag}", f"evaluate.cell.{tag}"
     st.plotly_chart(eval_charts.confusion_figure(result), key=chart_key, selection_mode="points",
                     on_select=partial(_clicked, chart_key, cell_key, classes, options))
     if not options:
@@ -163,21 +177,10 @@ def show_confusion(run_id: str, split: str, result: dict, table: pd.DataFrame, d
                         format_func=partial(_cell_label, classes))
     i, j = (int(v) for v in cell.split(","))
     rows = eval_charts.cell_rows(table, classes[i], classes[j])
-    st.caption(f"{len(rows)} images really {classes[i]}, predicted {classes[j]}"
+    st.caption(f"{len(rows)} image{'s' if len(rows) != 1 else ''} really {classes[i]}, predicted {classes[j]}"
                + (f"; the {MAX_IMAGES} most confident shown." if len(rows) > MAX_IMAGES else "."))
     rows = rows.head(MAX_IMAGES)
-    names = rows["source"] if "source" in rows else rows["path"]  # tables saved before 'source' existed
-    show_images(dataset, rows, [f"{Path(str(n)).name} · {c:.0%}" for n, c in zip(names, rows["confidence"])])
-
-
-def show_worst(table: pd.DataFrame, dataset: str) -> None:
-    """The most confident wrong predictions: often a wrong label, sometimes a real blind spot."""
-    worst = eval_charts.worst_mistakes(table)
-    if worst.empty:
-        st.success("No mistakes on these images.")
-        return
-    show_images(dataset, worst, [f"really {t} → {p} · {c:.0%}"
-                                 for t, p, c in zip(worst["label"], worst["prediction"], worst["confidence"])])
+    eval_gallery.show_gallery(gallery, "cell", rows, eval_gallery.cell_captions(rows))
 
 
 def show_reliability(result: dict, key: str) -> None:
@@ -186,43 +189,13 @@ def show_reliability(result: dict, key: str) -> None:
     st.caption("Bars under the diagonal: the model is over-confident at that confidence; above: under-confident.")
 
 
-# --- predicting new images ----------------------------------------------------------------------------
-
-
-@st.cache_resource(max_entries=2, show_spinner=False)
-def _predictor(run_id: str, mtime_ns: int) -> Predictor:
-    return Predictor(run_id)  # read-only after loading: safe to share between sessions
-
-
-def show_predict(run_id: str) -> None:
-    """Upload images (or take a photo) and see the top classes of each; bad files are named, not fatal."""
-    left, right = st.columns(2)
-    threshold = left.slider("Not sure below", 0.0, 1.0, 0.5, 0.05, key="evaluate.not_sure",
-                            help="Below this confidence the answer is 'not sure' instead of a class.")
-    camera = right.toggle("Use the camera", key="evaluate.use_camera")
-    cam = right.toggle("Show where it looks (Grad-CAM)", key="evaluate.gradcam",
-                       help="Colours the parts of the image that pushed the model towards its answer: red most.")
-    uploads = st.file_uploader("Images to classify", accept_multiple_files=True, key="evaluate.upload")
-    files = [(f.name, f.getvalue()) for f in uploads or []]
-    if camera:
-        photo = st.camera_input("Take a photo", key="evaluate.camera")
-        if photo is not None:
-            files.append(("camera photo", photo.getvalue()))
-    if not files:
-        return
-    model = runs.run_dir(run_id) / "model.safetensors"
-    predictor = _predictor(run_id, model.stat().st_mtime_ns)
-    rows = predictor.predict(files, top_k=3, min_confidence=threshold)
-    data = dict(files)
-    for n, row in enumerate(rows):
-        if "error" in row:
-            st.error(f"Could not read {row['file']}: {row['error']}")
-            continue
-        image, bars = st.columns([1, 3], vertical_alignment="center")
-        shown = predictor.explain(data[row["file"]])["overlay"] if cam else data[row["file"]]
-        image.image(shown, width=THUMB_PX, caption="Grad-CAM of the top class" if cam else None)
-        bars.markdown(f"**{row['file']}**: {row['prediction']} ({row['confidence']:.0%})")
-        bars.plotly_chart(eval_charts.top_k_figure(row["top"]), key=f"evaluate.predict.{n}")
+def show_roc(table: pd.DataFrame, classes: list[str], key: str) -> None:
+    """One-vs-rest ROC curves: how well each class's probability ranks its images above the others'."""
+    st.plotly_chart(eval_charts.roc_figure(table, classes), key=key)
+    st.caption("Each curve sweeps the threshold on one class's probability: up and to the left is better; "
+               "the area under it (AUC) is 1 for a perfect ranking, 0.5 for chance."
+               + (" A class with no image in this split has no curve." if
+                  len(eval_charts.roc_curves(table, classes)) < (1 if len(classes) == 2 else len(classes)) else ""))
 
 
 def show_export(run_id: str) -> None:

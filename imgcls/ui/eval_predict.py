@@ -1,0 +1,140 @@
+"""Predicting new images: one model per run shared by the Evaluate and Demo pages, single images with
+Grad-CAM, and whole batches (ZIPs) as a table with a CSV download."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+
+import streamlit as st
+
+from imgcls import eval_charts, runs
+from imgcls.predict import UNFAMILIAR, Predictor, not_sure, predictions_frame, read_uploads, to_csv
+from imgcls.sources import SourceError
+
+THUMB_PX = 128
+CHUNK = 32  # images predicted (and cached) together: the progress bar moves once per chunk
+
+
+def model_stamp(run_id: str) -> int:
+    """The model file's mtime: a retrained or replaced model gets a fresh cache entry."""
+    return (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _load(run_id: str, stamp: int) -> Predictor:
+    return Predictor(run_id)
+
+
+def predictor(run_id: str) -> Predictor:
+    """The run's model, loaded once per model file and shared by every session and both pages. Read-only:
+    nothing may change it after loading."""
+    return _load(run_id, model_stamp(run_id))
+
+
+def threshold_controls(key: str = "evaluate.not_sure") -> float:
+    """The confidence below which the answer is 'not sure'."""
+    return st.slider("Not sure below", 0.0, 1.0, 0.5, 0.05, key=key,
+                     help="Below this confidence the answer is 'not sure' instead of a class.")
+
+
+def show_unfamiliar(row: dict) -> None:
+    """The plain warning for an image far from every training image."""
+    if row.get("unfamiliar"):
+        st.warning(UNFAMILIAR, icon=":material/help:")
+
+
+def show_predict(run_id: str, threshold: float) -> None:
+    """Upload images (or take a photo) and see the top classes of each; bad files are named, not fatal."""
+    left, right = st.columns(2)
+    camera = left.toggle("Use the camera", key="evaluate.use_camera")
+    cam = right.toggle("Show where it looks (Grad-CAM)", key="evaluate.gradcam",
+                       help="Colours the parts of the image that pushed the model towards its answer: red most.")
+    uploads = st.file_uploader("Images to classify", accept_multiple_files=True, key="evaluate.upload")
+    files = [(f.name, f.getvalue()) for f in uploads or []]
+    if camera:
+        photo = st.camera_input("Take a photo", key="evaluate.camera")
+        if photo is not None:
+            files.append(("camera photo", photo.getvalue()))
+    if not files:
+        return
+    model = predictor(run_id)
+    rows = model.predict(files, top_k=3, min_confidence=threshold)
+    data = dict(files)
+    for n, row in enumerate(rows):
+        if "error" in row:
+            st.error(f"Could not read {row['file']}: {row['error']}")
+            continue
+        image, bars = st.columns([1, 3], vertical_alignment="center")
+        shown = model.explain(data[row["file"]])["overlay"] if cam else data[row["file"]]
+        image.image(shown, width=THUMB_PX, caption="Grad-CAM of the top class" if cam else None)
+        with bars:
+            st.markdown(f"**{row['file']}**: {row['prediction']} ({row['confidence']:.0%})")
+            show_unfamiliar(row)
+            st.plotly_chart(eval_charts.top_k_figure(row["top"]), key=f"evaluate.predict.{n}")
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _chunk(run_id: str, stamp: int, files: tuple[tuple[str, bytes], ...]) -> list[dict]:
+    # keyed by the files' names and bytes: a rerun (a slider moved, a tab clicked) predicts nothing again
+    return _load(run_id, stamp).predict(files, top_k=3)
+
+
+def _read(files: list) -> tuple[list[tuple[str, bytes]], list[dict]]:
+    """The bytes of a chunk of (name, reader) pairs; a member that fails to unpack becomes an error row."""
+    good, bad = [], []
+    for name, read in files:
+        try:
+            good.append((name, read()))
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            bad.append({"file": name, "error": f"unreadable: {exc}"})
+    return good, bad
+
+
+def batch_rows(run_id: str, files: list) -> list[dict]:
+    """Predictions of many (name, reader) files with no threshold, a progress bar while it takes a while."""
+    stamp, rows = model_stamp(run_id), []
+    predictor(run_id)  # load outside the cached chunks, under its own spinner
+    bar = st.progress(0.0, text=f"Predicting {len(files):,} images…") if len(files) > CHUNK else None
+    for start in range(0, len(files), CHUNK):
+        good, bad = _read(files[start:start + CHUNK])
+        rows += _chunk(run_id, stamp, tuple(good)) + bad
+        if bar:
+            bar.progress(min(start + CHUNK, len(files)) / len(files), text=f"Predicting {len(files):,} images…")
+    if bar:
+        bar.empty()
+    return rows
+
+
+def show_batch(run_id: str, threshold: float) -> None:
+    """A ZIP of images (or many images) → a predictions table and its CSV; unreadable files are listed."""
+    uploads = st.file_uploader("A ZIP of images, or many images", accept_multiple_files=True,
+                               key="evaluate.batch_upload",
+                               help="Every image inside the ZIP is predicted; folders inside it are fine.")
+    if not uploads:
+        st.caption("The answers come as a table you can download as CSV, with a column that flags images unlike "
+                   "the training images.")
+        return
+    try:
+        files, errors = read_uploads([(f.name, f.getvalue()) for f in uploads])
+    except SourceError as exc:
+        st.error(str(exc))
+        return
+    rows = not_sure(batch_rows(run_id, files), threshold) + errors
+    problems = [r for r in rows if "error" in r]
+    odd = sum(bool(r.get("unfamiliar")) for r in rows)
+    done = len(rows) - len(problems)
+    st.markdown(f"**{done:,} image{'s' if done != 1 else ''} predicted**"
+                + (f", {len(problems):,} could not be" if problems else "")
+                + (f"; {odd:,} look{'s' if odd == 1 else ''} unlike the training images, so "
+                   f"{'its answer' if odd == 1 else 'their answers'} may be meaningless." if odd else "."))
+    if problems:
+        shown = "\n".join(f"- **{r['file']}**: {r['error']}" for r in problems[:20])
+        st.error(f"These files were skipped, the rest went on:\n{shown}"
+                 + (f"\n\n…and {len(problems) - 20:,} more (all in the CSV)." if len(problems) > 20 else ""))
+    st.dataframe(predictions_frame(rows), hide_index=True, key="evaluate.batch_table", column_config={
+        "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "unfamiliar": st.column_config.CheckboxColumn("unlike training", help=UNFAMILIAR)})
+    st.download_button("Download the predictions (CSV)", to_csv(rows, predictor(run_id).classes),
+                       file_name=f"predictions-{run_id}.csv", mime="text/csv", key="evaluate.batch_download",
+                       icon=":material/download:", on_click="ignore")

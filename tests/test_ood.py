@@ -1,0 +1,98 @@
+"""The out-of-distribution check: nearest-neighbour distances, the threshold, and a tiny trained run that
+flags noise and stripes but not another image like its training images."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcls import ood, runs
+from imgcls.predict import Predictor, to_csv
+from imgcls.train import TrainConfig, prepare_run, run
+
+from test_train import SMALL, _png, make_dataset
+
+
+def _encode(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def noise_png(seed: int = 0) -> bytes:
+    """Random pixels: nothing like a photo of anything."""
+    return _encode(np.random.default_rng(seed).integers(0, 256, (48, 48, 3)))
+
+
+def stripes_png() -> bytes:
+    """Black and white stripes: neither red nor blue, all edges."""
+    arr = np.zeros((48, 48, 3))
+    arr[:, ::6] = arr[:, 1::6] = arr[:, 2::6] = 255
+    return _encode(arr)
+
+
+def test_knn_distance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    ref, queries = ood.normalise(rng.normal(size=(50, 8))), ood.normalise(rng.normal(size=(7, 8)))
+    for k in (1, 3, 50, 80):  # k past the reference size means its farthest row
+        want = [1 - np.sort(q @ ref.T)[::-1][min(k, 50) - 1] for q in queries]
+        assert ood.knn_distance(queries, ref, k) == pytest.approx(want, abs=1e-6)
+    assert ood.knn_distance(ref[:3], ref, 1) == pytest.approx([0, 0, 0], abs=1e-6)  # itself is its nearest
+
+
+def test_threshold_sits_above_nearly_every_in_distribution_distance():
+    d = np.random.default_rng(1).uniform(0.05, 0.2, 1000)
+    t = ood.threshold_from(d)
+    assert (d <= t).mean() >= 0.99 and t < 0.2 * ood.MARGIN + 1e-9
+
+
+@pytest.fixture
+def trained(imgcls_home):
+    make_dataset(per_class=20)  # six validation images: the threshold comes from them, not leave-one-out
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=5, **SMALL))
+    run(run_id, echo=lambda _: None)
+    return run_id
+
+
+def test_noise_and_stripes_are_flagged_a_training_like_image_is_not(trained):
+    assert not (runs.run_dir(trained) / ood.FILE).exists()  # not made by training: on first use
+    predictor = Predictor(trained)
+    assert (runs.run_dir(trained) / ood.FILE).exists() and predictor.reference.threshold > 0
+    rows = predictor.predict([("red.png", _png((220, 40, 40), 999)), ("blue.png", _png((40, 40, 220), 998)),
+                              ("noise.png", noise_png()), ("stripes.png", stripes_png()), ("noise3.png", noise_png(3))])
+    by_file = {r["file"]: r for r in rows}
+    assert not by_file["red.png"]["unfamiliar"] and not by_file["blue.png"]["unfamiliar"]
+    assert by_file["noise.png"]["unfamiliar"] and by_file["noise3.png"]["unfamiliar"]
+    assert by_file["stripes.png"]["unfamiliar"]
+    assert by_file["noise.png"]["distance"] > predictor.reference.threshold > by_file["red.png"]["distance"]
+    header, *lines = to_csv(rows, predictor.classes).splitlines()
+    assert header.split(",")[-3:] == ["unfamiliar", "distance", "error"]
+    assert lines[2].split(",")[-3] == "True" and lines[0].split(",")[-3] == "False"
+
+
+def test_the_saved_reference_is_reused_and_rebuilt_for_a_newer_model(trained, monkeypatch):
+    Predictor(trained)
+    built = []
+    real = ood.build
+    monkeypatch.setattr(ood, "build", lambda *a, **k: built.append(1) or real(*a, **k))
+    first = Predictor(trained).reference
+    assert built == []  # loaded from the run folder
+    model = runs.run_dir(trained) / "model.safetensors"
+    stamp = (runs.run_dir(trained) / ood.FILE).stat().st_mtime_ns
+    import os
+
+    os.utime(model, ns=(stamp + 10**9, stamp + 10**9))
+    again = Predictor(trained).reference
+    assert built == [1] and again.threshold == pytest.approx(first.threshold, rel=1e-3)
+
+
+def test_without_its_dataset_a_run_still_predicts_without_the_check(trained):
+    from imgcls import workspace
+
+    workspace.delete_dataset("toy")
+    predictor = Predictor(trained)
+    row = predictor.predict([("red.png", _png((220, 40, 40), 5))])[0]
+    assert predictor.reference is None and row["prediction"] == "red" and "unfamiliar" not in row
