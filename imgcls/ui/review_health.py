@@ -1,0 +1,170 @@
+"""Review page, health check: the score, the findings ranked by severity, and what each one means."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from imgcls import workspace
+
+from . import cached
+from .reviewing import images_count, kind_title, show_finding_images, when
+
+SEVERITY = {"high": (0, ":material/error:", "red"), "medium": (1, ":material/warning:", "orange"),
+            "low": (2, ":material/info:", "blue")}
+
+# Why each finding matters, for someone who has never trained a model (the finding's message says what to do).
+EXPLAIN = {
+    "unreadable": "Files that cannot be opened are not in the dataset, so their pictures teach "
+                  "nothing. Re-save them as JPEG or PNG and import them again if they count.",
+    "exact_duplicate": "A picture that appears twice counts twice, and the model learns it by "
+                       "heart. Keep one copy, exclude the others.",
+    "near_duplicate": "Resized or re-saved copies count twice, just like exact ones. Keep one "
+                      "unless they really differ.",
+    "leakage": "The model is tested on pictures it has already seen, so its scores look better "
+               "than they will be on new images. Exclude the copy, or move it to the same split.",
+    "conflicting_labels": "The same picture tells the model two different answers. Keep the "
+                          "right label; relabel or exclude the others.",
+    "class_imbalance": "With few examples of a class, the model learns to guess the big "
+                       "classes. Add images to the small ones if you can.",
+    "tiny_image": "The model enlarges small images and sees mostly blur. Exclude those you "
+                  "cannot make out yourself.",
+    "huge_image": "Only speed; very large files are shrunk anyway, so nothing is lost.",
+    "odd_shape": "The model sees a square, so most of a very long or tall image is cut away. "
+                 "Check the subject is still visible.",
+    "grayscale": "If one class is mostly grey, the model may learn 'grey' instead of the object. "
+                 "Fine if your real images can be grey too.",
+    "dark": "The model cannot learn from what it cannot see. Exclude the ones without a visible "
+            "subject.",
+    "bright": "Washed-out images hide the subject. Exclude the ones without a visible subject.",
+    "low_contrast": "A flat image hides the subject. Exclude the ones without a visible subject.",
+    "blurry": "Blur hides details. Keep some if real photos will be blurry too; exclude "
+              "unusable ones.",
+    "outlier": "An off-topic or misfiled picture teaches the wrong thing. Have a look at each.",
+    "label_error": "A wrong label teaches the model the wrong answer. The class a quick model sees instead "
+                   "is shown as 'maybe …' under each image.",
+}
+CHECKS = ("unreadable files, exact and near duplicates, the same image in training and test (leakage), "
+          "copies with different labels, too few images in a class, tiny, huge, dark, bright, flat or "
+          "blurry images, odd ones out, and images that are probably labelled wrong")
+
+
+def _health():
+    """The health module, or None while it is not installed (the rest of the page still works)."""
+    try:
+        from imgcls import health
+    except ImportError:
+        return None
+    return health
+
+
+def score_word(score: float) -> str:
+    """good / fair / poor for a health score out of 100."""
+    return "good" if score >= 80 else "fair" if score >= 50 else "poor"
+
+
+def _run_check(health, name: str) -> dict | None:
+    bar = st.progress(0.0, text="Starting the check…")
+
+    def progress(fraction: float, text: str = "") -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=text or "Checking…")
+
+    try:
+        report = health.check(name, progress=progress)
+    except (workspace.WorkspaceError, OSError, ValueError, RuntimeError, ImportError) as exc:
+        bar.empty()  # out of memory, missing weights, a file gone: a plain message, the page stays usable
+        st.error(f"The check could not finish: {exc}")
+        return None
+    bar.empty()
+    return report
+
+
+def health_controls(name: str) -> dict | None:
+    """The last health report with its score, or the call to run the first check; None if never checked."""
+    health = _health()
+    if health is None:
+        st.info("The dataset health check is not installed here; you can still review images below.")
+        return None
+    report = health.load(name)
+    if report is None:
+        st.markdown(f"**Not checked yet.** The check looks for {CHECKS}. It takes a few seconds to a few "
+                    "minutes, by the number of images, and changes nothing: you decide what to fix.")
+        if not st.button("Check my dataset", key="review.check", type="primary",
+                         icon=":material/health_and_safety:"):
+            return None
+        if _run_check(health, name) is not None:
+            st.rerun()  # drawn again as a checked dataset: score, findings, the report download
+        return None
+    row = st.container(horizontal=True, vertical_alignment="center", gap="large")
+    scores = row.container(horizontal=True, gap="large", width="content")  # drawn first, filled below
+    again = row.button("Check again", key="review.check", icon=":material/refresh:",
+                       help="Run every check anew, after your edits for example.")
+    if again and _run_check(health, name) is not None:
+        st.rerun()
+    show_score(report, scores)
+    if not again and health.is_stale(name, report):
+        st.warning("You have edited the dataset since this check: press **Check again** to update the findings.",
+                   icon=":material/update:")
+    return report
+
+
+def show_score(report: dict, row) -> None:
+    """The health score with a plain word, how many images were checked, and when."""
+    score = float(report.get("score", 0))
+    word = score_word(score)
+    row.metric("Health score", f"{score:.0f}/100", delta=word, delta_arrow="off", width="content",
+               delta_color={"good": "green", "fair": "orange"}.get(word, "red"),
+               help="100 means no problem found; each finding takes points off by how many images it "
+                    "touches and how serious it is.")
+    row.metric("Images checked", f"{report.get('images_checked', 0):,}", width="content")
+    st.caption(f"Checked {when(report.get('created'))} in {report.get('seconds', 0):.1f} s.")
+    if report.get("message"):
+        st.info(report["message"])
+
+
+def ranked(findings: list[dict]) -> list[dict]:
+    """Findings, most severe first, then those touching the most images."""
+    return sorted(findings, key=lambda f: (SEVERITY.get(f.get("severity"), (3,))[0], -len(f.get("images") or [])))
+
+
+def _show_finding(name: str, finding: dict, known: set, i: int) -> None:
+    kind, severity = finding.get("kind", ""), finding.get("severity", "low")
+    _, icon, colour = SEVERITY.get(severity, SEVERITY["low"])
+    images = finding.get("images") or []
+    count = f" · {images_count(len(images))}" if images else ""
+    st.markdown(f"{icon} **{finding.get('title', kind_title(kind))}** :{colour}-badge[{severity}]{count}  \n"
+                f"{finding.get('message', '')}")
+    st.caption(("Why it matters: " + EXPLAIN[kind][0].lower() + EXPLAIN[kind][1:] if kind in EXPLAIN else "")
+               + _numbers(finding))
+    shown = [p for p in images if p in known]
+    if shown:
+        st.button(f"Show {'it' if len(shown) == 1 else f'these {len(shown):,}'} below", type="tertiary",
+                  key=f"review.finding.{i}", icon=":material/filter_alt:", on_click=show_finding_images,
+                  args=(name, kind), help="Show only these images below, most suspicious first.")
+    elif images:  # unreadable files never made it into the manifest: name them instead
+        st.caption("Files: " + ", ".join(str(p) for p in images[:5]) + (" …" if len(images) > 5 else ""))
+
+
+def _numbers(finding: dict) -> str:
+    """The raw numbers behind a finding, for those who want them."""
+    parts = []
+    scores = [s for s in finding.get("scores") or [] if isinstance(s, (int, float))]
+    if scores:
+        parts.append(f"scores {max(scores):.3g}–{min(scores):.3g}")
+    if finding.get("groups"):
+        parts.append(f"{len(finding['groups']):,} groups")
+    for key, value in (finding.get("details") or {}).items():
+        if isinstance(value, (int, float, str)) and len(str(value)) < 40:
+            parts.append(f"{key.replace('_', ' ')} " + (f"{value:.3g}" if isinstance(value, float) else str(value)))
+    return (" · " + " · ".join(parts[:6])) if parts else ""
+
+
+def show_findings(name: str, report: dict) -> None:
+    """The findings, most severe first, each with what it means and a button that shows its images."""
+    findings = ranked(report.get("findings") or [])
+    if not findings:
+        st.success("No problems found. Have a quick look through the images anyway: no check replaces your eyes.")
+        return
+    known = set(cached.manifest(name)["path"])
+    with st.container(border=True):
+        for i, finding in enumerate(findings):
+            _show_finding(name, finding, known, i)
