@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import learning, state
+from imgcls.ui import experimenting, learning, state
 
 st.title("Learn")
 st.markdown("See what the network inside imgcls does with your images, step by step.")
@@ -21,6 +21,10 @@ if picked:
     learning.show_imagenet_top(data)
     st.subheader("Where your model looks")
     learning.show_gradcam(dataset, data)
+
+st.header("Experiments")
+st.markdown("Each experiment asks one question about deep learning and answers it by measuring, on your data.")
+experimenting.show_experiment(dataset)
 
 st.header("Take it home as code")
 learning.show_session_export(dataset)

@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> dict:
 
     result = evaluate(args.run, args.split, args.tta, resolve_device(args.device))
     if not args.json:
-        print(f"{args.run} on {args.split}: accuracy {result['accuracy']:.3f}, balanced {result['balanced_accuracy']:.3f}, "
+        print(f"{args.run} on {args.split}{' with TTA' if args.tta else ''}: accuracy {result['accuracy']:.3f}, balanced {result['balanced_accuracy']:.3f}, "
               f"macro F1 {result['macro_f1']:.3f}, ECE {result['ece']:.3f}")
         for name, row in result["per_class"].items():
             print(f"  {name:<20} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
@@ -148,7 +148,8 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_predict(args) -> dict:
-    """Predict images, folders or ZIPs with a trained run; optionally write a CSV."""
+    """Predict images, folders or ZIPs with a trained run; optionally write a CSV. Rows say whether an image
+    is unlike the training images (`unfamiliar`, `distance`) once the run's reference can be built."""
     from .predict import Predictor, read_inputs, to_csv
     from .train import resolve_device
 
@@ -160,7 +161,8 @@ def cmd_predict(args) -> dict:
     if not args.json:
         for r in rows:
             print(f"{r['file']}: " + (f"{r['prediction']} ({r['confidence']:.1%})" if "prediction" in r
-                                      else f"skipped, {r['error']}"))
+                                      else f"skipped, {r['error']}")
+                  + ("  [unlike the training images: the answer may be meaningless]" if r.get("unfamiliar") else ""))
     return {"run": args.run, "predictions": rows, "csv": args.csv}
 
 
@@ -174,6 +176,51 @@ def cmd_export(args) -> dict:
         print(f"Exported {args.run} to {out}: {', '.join(files)}")
         print(f"Try it: cd {out} && python predict.py goldens/*.*")
     return {"run": args.run, "out": str(out), "files": files}
+
+
+def cmd_experiment(args) -> dict:
+    """Run a Learn-lab experiment and print its conclusion, written from the numbers it measured."""
+    from .experiments import ExperimentConfig, run_experiment, run_job
+
+    config = ExperimentConfig(kind=args.kind, dataset=args.dataset, mode=args.mode, seed=args.seed)
+    progress = _print_progress if sys.stderr.isatty() and not args.json else None
+    result = run_job(args.id, config) if args.id else run_experiment(config, progress)
+    if not args.json:
+        print(result["conclusion"])
+        for row in result["table"]:
+            print("  " + "  ".join(f"{k}: {f'{v:.3f}' if isinstance(v, float) else v}" for k, v in row.items()))
+    return result
+
+
+def cmd_health(args) -> dict:
+    """Check a dataset for wrong labels, copies, leaks and poor images; print the score and findings."""
+    from .health import check
+
+    quiet = args.json or not sys.stderr.isatty()
+    report = check(args.name, progress=None if quiet else _print_progress, device=args.device)
+    if not args.json:
+        print(f"Health of '{args.name}': {report['score']}/100 ({report['images_checked']} images checked)")
+        for f in report["findings"]:
+            print(f"  {f['severity']:<6}  {f['title']}: {len(f['images'])}")
+        if not report["findings"]:
+            print(f"  {report.get('message') or 'No problems found.'}")
+    return report
+
+
+def cmd_report(args) -> dict:
+    """Write the health report as one HTML file (checking again when the saved one is missing or stale)."""
+    from . import health
+    from .report import render
+
+    report = health.load(args.name)
+    if health.is_stale(args.name, report):
+        quiet = args.json or not sys.stderr.isatty()
+        report = health.check(args.name, progress=None if quiet else _print_progress, device=args.device)
+    workspace.atomic_write_text(Path(args.out), render(args.name, report))
+    if not args.json:
+        print(f"Wrote {args.out}: score {report['score']}/100, {len(report['findings'])} findings.")
+    return {"dataset": args.name, "out": str(args.out), "score": report["score"],
+            "findings": len(report["findings"])}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("stop", help="stop a training run")
     p.add_argument("run")
     p.set_defaults(func=cmd_stop)
+    p = verbs.add_parser("experiment", help="run a Learn-lab experiment: transfer, augmentation, data-size, …")
+    p.add_argument("kind", choices=["transfer", "augmentation", "data-size", "variability", "label-noise"])
+    p.add_argument("--dataset", required=True, help="dataset name")
+    p.add_argument("--mode", default="quick", choices=["quick", "thorough"],
+                   help="quick: linear probes on cached features; thorough: real fine-tuning runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--id", help="experiment id: write config, status and result under experiments/ID")
+    p.set_defaults(func=cmd_experiment)
+    p = verbs.add_parser("health", help="check a dataset: wrong labels, copies, leaks, poor images")
+    p.add_argument("name")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps (features are cached either way)")
+    p.set_defaults(func=cmd_health)
+    p = verbs.add_parser("report", help="write the health report as one HTML file")
+    p.add_argument("name")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    p.set_defaults(func=cmd_report)
     for sub in verbs.choices.values():
         sub.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser

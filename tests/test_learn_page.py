@@ -1,5 +1,6 @@
 """AppTest of the Learn page: filters, feature maps and the ImageNet guess render for the embedded backbone."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -52,4 +53,29 @@ def test_session_export_and_code_panels():
     at.switch_page(nav.DATA.path).run()
     assert any("import_sample('shapes', DATASET)" in c.value for c in at.code)
     assert any(e.label == "Why deep learning needs data" for e in at.expander)
+    assert not at.exception
+
+
+def test_an_experiment_runs_from_the_page_and_shows_its_measured_conclusion():
+    from test_experiments import make_dataset
+
+    from imgcls import experiments
+    from imgcls.ui import experimenting
+
+    name = make_dataset("toy", per_class=12)
+    workspace.save_setting("active_dataset", name)
+    at = open_learn()
+    at.radio(key=experimenting.KIND).set_value("label-noise").run()
+    assert any(e.label == "Why wrong labels hurt" for e in at.expander)
+    at.button(key="learn.experiment.start.label-noise").click().run()
+    assert not at.exception
+    [info] = experiments.list_experiments(name)
+    deadline = time.time() + 180
+    while experiments.status(info["id"]).get("state") in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert experiments.status(info["id"])["state"] == "done"
+    at.run()
+    result = experiments.result(info["id"])
+    assert [s.value for s in at.success if s.value == result["conclusion"]]
+    assert any("run_experiment(ExperimentConfig(kind='label-noise'" in c.value for c in at.code)
     assert not at.exception

@@ -9,7 +9,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 
 from imgcls import augment, journal, recipe, workspace
 from imgcls.data import import_files, import_zip

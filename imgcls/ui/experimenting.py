@@ -1,0 +1,105 @@
+"""The Learn page's experiments: pick one, run it in the background, watch it, read the measured result."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from imgcls import experiments
+from imgcls.experiments import ExperimentConfig
+from imgcls.ui import teach
+
+KIND = "learn.experiment.kind"
+MODE = "learn.experiment.mode"
+TITLES = {"transfer": "Pretrained or from scratch?", "augmentation": "Does augmentation help?",
+          "data-size": "How much data is enough?", "variability": "What fools the model?",
+          "label-noise": "What do wrong labels cost?"}
+ACTIVE = ("queued", "running")
+
+
+def kind_controls() -> tuple[str, str]:
+    """The experiment and the mode (quick: linear probe on cached features; thorough: fine-tuning runs)."""
+    kind = st.radio("Experiment", list(experiments.KINDS), key=KIND, format_func=TITLES.get, horizontal=True)
+    st.caption(experiments.KINDS[kind])
+    mode = st.segmented_control(
+        "Mode", list(experiments.MODES), key=MODE, default="quick",
+        format_func={"quick": "Quick (a minute or two)", "thorough": "Thorough (fine-tunes; slow on a CPU)"}.get,
+        help="Quick trains only a last layer on cached features, so each point takes seconds. Thorough fine-tunes "
+             "the network for each point, as the Train page does.") or "quick"
+    return kind, mode
+
+
+def latest(dataset: str, kind: str) -> dict | None:
+    """The newest experiment of this kind on the dataset (any state)."""
+    return next((e for e in experiments.list_experiments(dataset) if e["kind"] == kind), None)
+
+
+def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
+    """Start button (or Stop while one runs)."""
+    if busy:
+        return
+    if st.button("Run this experiment", key=f"learn.experiment.start.{kind}", type="primary",
+                 icon=":material/science:"):
+        try:
+            experiments.start(ExperimentConfig(kind=kind, dataset=dataset, mode=mode))
+        except (ValueError, OSError) as exc:
+            st.error(f"The experiment could not start: {exc}")
+            return
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def show_live(exp_id: str) -> None:
+    """Progress of a running experiment, refreshed every second; reruns the page when it ends."""
+    status = experiments.status(exp_id)
+    if status.get("state") not in ACTIVE:
+        st.rerun()  # the whole page: the result section appears
+    st.progress(float(status.get("progress") or 0.0), text=status.get("message") or "Starting…")
+    if st.button("Stop", key=f"learn.experiment.stop.{exp_id}", icon=":material/stop:"):
+        experiments.stop(exp_id)
+        st.rerun()
+
+
+def show_result(info: dict) -> None:
+    """The plot, the conclusion written from the numbers, the table and the code to repeat it."""
+    state = info.get("state")
+    if state in ("failed", "cancelled"):
+        st.warning(f"The last {info['kind']} experiment {state}: {info.get('message') or 'no details'}")
+        return
+    result = experiments.result(info["id"])
+    if not result:
+        return
+    st.plotly_chart(experiments.figure(result), key=f"learn.experiment.figure.{info['id']}")
+    st.success(result["conclusion"], icon=":material/lightbulb:")
+    st.caption(f"{result['mode'].capitalize()} mode, seed {result.get('seed', 0)}, {result['seconds']:.0f} s "
+               f"({info['id']}).")
+    if result.get("table"):
+        with st.expander("The numbers"):
+            st.dataframe(pd.DataFrame(result["table"]), hide_index=True)
+    teach.show_code(
+        "from imgcls.experiments import ExperimentConfig, run_experiment, figure\n\n"
+        f"result = run_experiment(ExperimentConfig(kind={result['kind']!r}, dataset={result['dataset']!r}, "
+        f"mode={result['mode']!r}, seed={result.get('seed', 0)}))\n"
+        "print(result['conclusion'])\nfigure(result).show()\n",
+        "runs this experiment and draws its plot")
+
+
+def show_experiment(dataset: str | None) -> None:
+    """The experiments section of the Learn page."""
+    if not dataset:
+        st.info("Import a dataset on the Data page (the shapes or digits sample works well) to run experiments.")
+        return
+    kind, mode = kind_controls()
+    left, right = st.columns([3, 2], gap="large")
+    with right:
+        teach.show_concept(kind, expanded=True)
+    with left:
+        info = latest(dataset, kind)
+        busy = bool(info and info.get("state") in ACTIVE)
+        start_controls(dataset, kind, mode, busy)
+        if busy:
+            show_live(info["id"])
+        elif info:
+            show_result(info)
+        else:
+            st.caption("Not run yet on this dataset.")
