@@ -4,7 +4,7 @@ side, predictions on new images one by one or by the ZIP, export and sharing."""
 import streamlit as st
 
 from imgcls import runs
-from imgcls.ui import demo, eval_compare, eval_gallery, eval_predict, evaluating, nav, state
+from imgcls.ui import demo, eval_compare, eval_gallery, eval_predict, evaluating, nav, state, teach
 
 st.title("Evaluate")
 dataset = state.active_dataset()
@@ -68,3 +68,4 @@ with export_tab:
     evaluating.show_export(run_id)
     st.subheader("Share a demo")
     demo.publish_controls(run_id)
+teach.show_evaluate_code(run_id, split, tta)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import review_export, review_gallery, review_health, review_single, reviewing, state, widgets
+from imgcls.ui import review_export, review_gallery, review_health, review_single, reviewing, state, teach, widgets
 
 st.title("Review")
 if not widgets.show_dataset_nudge():
@@ -14,6 +14,7 @@ st.caption("Find what could trip up a model (duplicates, wrong labels, unusable 
            "choose to delete them at the bottom of this page.")
 
 st.subheader("Health check")
+teach.show_concept("label-noise")
 report = review_health.health_controls(dataset)
 if report:
     review_health.show_findings(dataset, report)
@@ -41,3 +42,4 @@ review_export.show_exports(dataset, report)
 with st.expander("Empty the excluded images", icon=":material/delete:", key="review.purge_open"):
     reviewing.show_notice("export")
     review_export.show_purge(dataset)
+teach.show_review_code(dataset)

@@ -100,16 +100,7 @@ def journal_path(name: str) -> Path:
 
 def history(name: str) -> list[dict]:
     """Every journal entry, oldest first (a torn last line from a crash is ignored)."""
-    path = journal_path(name)
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return entries
+    return workspace.read_jsonl(journal_path(name))
 
 
 def _append(name: str, entry: dict) -> None:

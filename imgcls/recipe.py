@@ -15,10 +15,7 @@ SKIP_CONFIG = {"dataset", "device", "augment", "workers", "compile"}  # set by t
 
 
 def _imports(dataset: str) -> list[dict]:
-    path = workspace.dataset_dir(dataset) / "imports.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return workspace.read_jsonl(workspace.dataset_dir(dataset) / "imports.jsonl")
 
 
 def _call_for(record: dict, first: bool) -> str | None:

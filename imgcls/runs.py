@@ -84,16 +84,7 @@ def append_metrics(run_id: str, record: dict) -> None:
 
 def read_metrics(run_id: str) -> list[dict]:
     """All metric records of a run (a torn last line, if any, is ignored)."""
-    path = run_dir(run_id) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    return workspace.read_jsonl(run_dir(run_id) / "metrics.jsonl")
 
 
 def pid_alive(pid) -> bool:

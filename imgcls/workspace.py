@@ -121,6 +121,20 @@ def read_json(path: Path, default=None):
         return default
 
 
+def read_jsonl(path: Path) -> list:
+    """The records of a JSON-lines file, oldest first; a torn last line (a crash mid-append) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def write_manifest(folder: Path, df: pd.DataFrame) -> None:
     """Save a dataset's manifest atomically."""
     df = df if "note" in df else df.assign(note="")

@@ -305,4 +305,7 @@ def test_leaked_validation_images_are_named_with_the_fairer_accuracy():
     text = " ".join(w.value for w in at.warning)
     assert f"2 of these {len(table)} images have a copy" in text
     assert f"{correct.mean():.1%} with them and {without:.1%} without them" in text
+    [code] = [c.value for c in at.code if "evaluate(run_id" in c.value]
+    assert f"run_id = {run_id!r}" in code
+    compile(code, "evaluate", "exec")
     assert not at.exception

@@ -3,7 +3,6 @@ background jobs, the CLI, and a thorough run through the training engine."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from PIL import Image
 
 from imgcls import experiments, exp_quick, exp_scaling, runs, workspace
-from imgcls.data import import_files
 from imgcls.experiments import ExperimentConfig, run_experiment
+
+import test_train as train_tests
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 REPO = Path(__file__).resolve().parents[1]
@@ -30,23 +29,8 @@ QUOTED = {"transfer": "pretrained_accuracy", "augmentation": "clean_val_accuracy
 COLOURS = (("red", (220, 40, 40)), ("green", (40, 200, 40)), ("blue", (40, 40, 220)))
 
 
-def _png(colour, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    arr = np.clip(np.array(colour, dtype=np.int16) + rng.integers(-60, 60, (40, 40, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def make_dataset(name: str = "toy", per_class: int = 12) -> str:
-    seed = 0
-    for label, colour in COLOURS:
-        files = []
-        for i in range(per_class):
-            files.append((f"{label}{i}.png", _png(colour, seed)))
-            seed += 1
-        import_files(files, name, label)
-    return name
+    return train_tests.make_dataset(name, per_class, COLOURS, spread=60, side=40)
 
 
 @pytest.fixture

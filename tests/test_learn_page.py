@@ -79,3 +79,16 @@ def test_an_experiment_runs_from_the_page_and_shows_its_measured_conclusion():
     assert [s.value for s in at.success if s.value == result["conclusion"]]
     assert any("run_experiment(ExperimentConfig(kind='label-noise'" in c.value for c in at.code)
     assert not at.exception
+
+
+def test_every_step_page_shows_code_that_compiles():
+    data.import_sample("shapes", "shapes")
+    workspace.save_setting("active_dataset", "shapes")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    for page in (nav.DATA, nav.REVIEW, nav.AUGMENT, nav.TRAIN):
+        at.switch_page(page.path).run()
+        blocks = [c.value for c in at.code if "DATASET" in c.value]
+        assert blocks, f"no code panel on {page.title}"
+        for code in blocks:
+            compile(code, page.title, "exec")
+        assert not at.exception

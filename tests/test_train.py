@@ -23,20 +23,21 @@ pytestmark = pytest.mark.usefixtures("imgcls_home")
 SMALL = {"img_size": 64, "batch_size": 8}  # tiny images keep each run to a few seconds on 2 cores
 
 
-def _png(colour, seed: int) -> bytes:
+def _png(colour, seed: int, spread: int = 40, side: int = 48) -> bytes:
     rng = np.random.default_rng(seed)
-    arr = np.clip(np.array(colour, dtype=np.int16) + rng.integers(-40, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
+    arr = np.clip(np.array(colour, dtype=np.int16) + rng.integers(-spread, spread, (side, side, 3)), 0, 255)
+    arr = arr.astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def make_dataset(name="toy", per_class=8, classes=(("red", (220, 40, 40)), ("blue", (40, 40, 220)))):
+def make_dataset(name="toy", per_class=8, classes=(("red", (220, 40, 40)), ("blue", (40, 40, 220))), **look):
     seed = 0
     for label, colour in classes:
         files = []
         for i in range(per_class):
-            files.append((f"{label}{i}.png", _png(colour, seed)))
+            files.append((f"{label}{i}.png", _png(colour, seed, **look)))
             seed += 1
         import_files(files, name, label)
     return name

@@ -54,3 +54,24 @@ def show_concept(key: str, expanded: bool = False) -> None:
     with st.expander(c.title, icon=":material/school:", expanded=expanded):
         st.markdown(c.text)
         st.caption(f"What to look for: {c.look_for}")
+
+
+def show_review_code(dataset: str) -> None:
+    """The health check and the edits made so far, as calls."""
+    code = (f"from imgcls import health, journal\n\nDATASET = {dataset!r}\n"
+            "report = health.check(DATASET)\nprint(report['score'])\n"
+            "for finding in report['findings']:\n"
+            "    print(finding['severity'], finding['title'], len(finding['images']))\n\n"
+            + recipe.edits_code(dataset).replace("from imgcls import journal\n\n", ""))
+    show_code(code, "checks this dataset's health and repeats your edits")
+
+
+def show_evaluate_code(run_id: str, split: str, tta: bool) -> None:
+    """Evaluate, predict and export the run on screen."""
+    code = (f"run_id = {run_id!r}\n" + recipe.evaluate_code(split, tta) +
+            "\nfrom imgcls.predict import Predictor\n\n"
+            "predictor = Predictor(run_id)\n"
+            "rows = predictor.predict([('photo.jpg', open('photo.jpg', 'rb').read())], top_k=3)\n"
+            "print(rows[0]['prediction'], rows[0]['confidence'])\n\n"
+            "from imgcls.export import export_run\n\nexport_run(run_id, 'bundle')  # ONNX, TorchScript, predict.py …\n")
+    show_code(code, "evaluates this run, predicts a photo with it and exports it")
