@@ -180,11 +180,12 @@ def cmd_export(args) -> dict:
 
 def cmd_experiment(args) -> dict:
     """Run a Learn-lab experiment and print its conclusion, written from the numbers it measured."""
-    from .experiments import ExperimentConfig, run_experiment, run_job
+    from .experiments import ExperimentConfig, prepare, run_job
 
     config = ExperimentConfig(kind=args.kind, dataset=args.dataset, mode=args.mode, seed=args.seed)
     progress = _print_progress if sys.stderr.isatty() and not args.json else None
-    result = run_job(args.id, config) if args.id else run_experiment(config, progress)
+    # always under an id, so an experiment run here also shows on the Learn page
+    result = run_job(args.id or prepare(config), config, progress)
     if not args.json:
         print(result["conclusion"])
         for row in result["table"]:

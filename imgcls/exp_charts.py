@@ -47,6 +47,7 @@ def figure(result: dict) -> go.Figure:
                          tickformat=".0%" if percent else None, range=[0, 1.08] if percent else None, row=1, col=col)
     title = f"{result.get('kind', '').capitalize()} on '{result.get('dataset', '')}' ({result.get('mode', '')} mode)"
     fig.update_layout(title={"text": title, "font": {"size": 14}}, barmode="group",
-                      height=380, margin={"l": 10, "r": 10, "t": 60, "b": 10},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": -0.35, "x": 0})
+                      height=420, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+                      # the legend sits under the axis titles, not on them
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
     return fig

@@ -189,7 +189,8 @@ def _on_term(*_) -> None:
     raise Stopped()
 
 
-def run_job(exp_id: str, config: ExperimentConfig | None = None) -> dict:
+def run_job(exp_id: str, config: ExperimentConfig | None = None,
+            echo: Callable[[float, str], None] | None = None) -> dict:
     """Run an experiment under an id in this process, keeping its status.json and result.json up to date."""
     saved = read_config(exp_id)
     if saved:  # prepared by start(): its config.json is the whole truth
@@ -202,6 +203,8 @@ def run_job(exp_id: str, config: ExperimentConfig | None = None) -> dict:
     last = {"t": 0.0}
 
     def progress(fraction: float, message: str) -> None:
+        if echo:
+            echo(fraction, message)
         if time.time() - last["t"] > 0.5 or fraction >= 1:  # a few writes a second at most
             _write_status(exp_id, progress=round(min(max(fraction, 0.0), 1.0), 4), message=message)
             last["t"] = time.time()

@@ -90,16 +90,13 @@ def show_experiment(dataset: str | None) -> None:
         st.info("Import a dataset on the Data page (the shapes or digits sample works well) to run experiments.")
         return
     kind, mode = kind_controls()
-    left, right = st.columns([3, 2], gap="large")
-    with right:
-        teach.show_concept(kind, expanded=True)
-    with left:
-        info = latest(dataset, kind)
-        busy = bool(info and info.get("state") in ACTIVE)
-        start_controls(dataset, kind, mode, busy)
-        if busy:
-            show_live(info["id"])
-        elif info:
-            show_result(info)
-        else:
-            st.caption("Not run yet on this dataset.")
+    info = latest(dataset, kind)
+    teach.show_concept(kind, expanded=not info)  # read the idea first; once measured, the plot comes first
+    busy = bool(info and info.get("state") in ACTIVE)
+    start_controls(dataset, kind, mode, busy)
+    if busy:
+        show_live(info["id"])
+    elif info:
+        show_result(info)
+    else:
+        st.caption("Not run yet on this dataset.")
