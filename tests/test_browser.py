@@ -75,4 +75,9 @@ def test_home_sample_import_counts(app_url, tmp_path):
         assert "5" in classes.inner_text()
         page.get_by_text("Overview of shapes").first.wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
+        # the Review page of the same dataset: its gallery shows the sample's images, none yet excluded
+        page.get_by_role("link", name="Review").first.click()
+        page.get_by_role("button", name="Check my dataset").first.wait_for(timeout=60_000)
+        page.get_by_text("0 selected").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
         browser.close()
