@@ -104,8 +104,11 @@ def history(name: str) -> list[dict]:
 
 
 def _append(name: str, entry: dict) -> None:
-    with open(journal_path(name), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    path = journal_path(name)
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a", encoding="utf-8") as fh:
+        # a line torn by a crash is closed first, so it cannot swallow this entry
+        fh.write(("\n" if torn else "") + json.dumps(entry, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -124,6 +127,9 @@ def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
         elif act == "redo" and e.get("target") in undone:
             undone.remove(e["target"])
             done.append(e["target"])
+        elif act == "purge":  # files are gone for good: nothing before a purge can be undone or redone
+            done.clear()
+            undone.clear()
     return done, undone
 
 
@@ -152,11 +158,13 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review") -
                 changes.append({"path": path, "before": _plain(current[path]), "after": value})
                 result.changed.append(path)
         if changes:
-            _apply(df, col, {c["path"]: value for c in changes})
-            workspace.write_manifest(workspace.dataset_dir(name), df)
+            # the journal first: after a crash between the two writes, undo finds the manifest unchanged and
+            # skips the images, whereas a changed manifest without its entry could never be undone
             result.entry = _next_id(name)
             _append(name, {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
                            "source": source, "changes": changes})
+            _apply(df, col, {c["path"]: value for c in changes})
+            workspace.write_manifest(workspace.dataset_dir(name), df)
     return result
 
 
@@ -180,7 +188,7 @@ def _next_id(name: str) -> int:
     return (max(e.get("id", 0) for e in entries) + 1) if entries else 1
 
 
-def _step(name: str, kind: str) -> EditResult | None:
+def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
     """Undo or redo the next edit in line; None when there is nothing to do."""
     result = EditResult(kind)
     with workspace.dataset_lock(name):
@@ -190,6 +198,9 @@ def _step(name: str, kind: str) -> EditResult | None:
         if not stack:
             return None
         target = next(e for e in entries if e.get("id") == stack[-1])
+        if expect is not None and target["id"] != expect:
+            raise EditRefused(f"Another edit was made meanwhile (in another tab?): {kind} would now "
+                              f"{kind} '{describe(target)}'. Press {kind.capitalize()} again if that is what you want.")
         col = target["field"]
         df = workspace.read_manifest(name)
         current = dict(zip(df["path"], df[col]))
@@ -212,14 +223,16 @@ def _step(name: str, kind: str) -> EditResult | None:
     return result
 
 
-def undo(name: str) -> EditResult | None:
-    """Undo the latest edit not yet undone (from any tab or process); None when there is none."""
-    return _step(name, "undo")
+def undo(name: str, expect: int | None = None) -> EditResult | None:
+    """Undo the latest edit not yet undone (from any tab or process); None when there is none.
+
+    With `expect` (the entry id the button showed), refuse when another edit has become the latest."""
+    return _step(name, "undo", expect)
 
 
-def redo(name: str) -> EditResult | None:
+def redo(name: str, expect: int | None = None) -> EditResult | None:
     """Redo the latest undone edit, unless a new edit was made since; None when there is none."""
-    return _step(name, "redo")
+    return _step(name, "redo", expect)
 
 
 def describe(entry: dict) -> str:
@@ -254,16 +267,19 @@ def pending(name: str) -> dict:
     return {"undo": by_id.get(done[-1]) if done else None, "redo": by_id.get(undone[-1]) if undone else None}
 
 
-def purge_excluded(name: str) -> EditResult:
-    """Remove excluded images from the dataset and their files from disk (this cannot be undone)."""
+def purge_excluded(name: str, paths=None) -> EditResult:
+    """Remove excluded images from the dataset and their files from disk (this cannot be undone).
+
+    With `paths` (what the user confirmed), only those of them still excluded go; others are left."""
     result = EditResult("purge")
     with workspace.dataset_lock(name):
         folder = workspace.dataset_dir(name)
         df = workspace.read_manifest(name)
-        gone = df[df["excluded"]]
+        drop = df["excluded"] if paths is None else df["excluded"] & df["path"].isin(set(map(str, paths)))
+        gone = df[drop]
         if gone.empty:
             return result
-        kept = df[~df["excluded"]].reset_index(drop=True)
+        kept = df[~drop].reset_index(drop=True)
         workspace.write_manifest(folder, kept)
         still_used = set(kept["path"])
         for path in gone["path"]:

@@ -138,8 +138,7 @@ def test_purge_removes_only_excluded_files(ds):
     assert res.changed == [gone]
     assert not (folder / gone).exists() and (folder / kept).exists()
     assert gone not in set(workspace.read_manifest(ds)["path"])
-    # the exclude can still be "undone", but its image is gone: reported, not crashed on
-    assert journal.undo(ds).missing == [gone]
+    assert journal.pending(ds) == {"undo": None, "redo": None}  # nothing before a purge can come back
 
 
 def test_journal_csv_has_one_row_per_image(ds):
@@ -159,3 +158,31 @@ def test_old_manifest_without_note_column_reads(ds):
     assert (df["note"] == "").all()
     journal.edit(ds, "note", [df["path"].iloc[0]], "hello")
     assert _row(ds, df["path"].iloc[0])["note"] == "hello"
+
+
+def test_purge_takes_only_the_confirmed_images(ds):
+    a, b = list(workspace.read_manifest(ds)["path"][:2])
+    journal.edit(ds, "exclude", [a])
+    journal.edit(ds, "exclude", [b])  # excluded after the user confirmed the purge of a
+    assert journal.purge_excluded(ds, [a]).changed == [a]
+    df = workspace.read_manifest(ds)
+    assert a not in set(df["path"]) and df.set_index("path").loc[b, "excluded"]
+
+
+def test_undo_refuses_when_another_edit_became_the_latest(ds):
+    a, b = list(workspace.read_manifest(ds)["path"][:2])
+    first = journal.edit(ds, "exclude", [a]).entry
+    journal.edit(ds, "exclude", [b])  # another tab
+    with pytest.raises(EditRefused, match="Another edit was made meanwhile"):
+        journal.undo(ds, expect=first)
+    assert journal.undo(ds).changed == [b]
+
+
+def test_a_torn_last_line_does_not_swallow_the_next_edit(ds):
+    a, b = list(workspace.read_manifest(ds)["path"][:2])
+    journal.edit(ds, "exclude", [a])
+    with open(journal.journal_path(ds), "a") as fh:
+        fh.write('{"id": 99, "act')  # a crash mid-append
+    journal.edit(ds, "exclude", [b])
+    assert [e["changes"][0]["path"] for e in journal.history(ds)] == [a, b]
+    assert journal.undo(ds).changed == [b]
