@@ -12,7 +12,8 @@ import pandas as pd
 
 from . import workspace
 
-_UNSAFE = re.compile(r"[^\w .+()-]+", re.UNICODE)
+# what Windows, macOS or Linux refuse in a file name; everything else (apostrophes, accents, '!') is kept
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]+')
 
 
 def _safe(part: str, fallback: str) -> str:

@@ -76,23 +76,20 @@ def _conflicts(df: pd.DataFrame, same: list[list[int]], sims: dict) -> dict:
 
 
 def leak_effect(name: str, leaked: set[str]) -> dict:
-    """Validation accuracy of the latest finished run on this dataset, with and without leaked images."""
-    from . import runs, workspace
+    """Validation accuracy of the latest evaluated run on this dataset, with and without leaked images."""
+    from . import runs
 
-    for run_id in runs.list_runs():
-        try:
-            config = runs.read_config(run_id)
-        except workspace.WorkspaceError:
-            continue
-        if config.get("dataset") != name or runs.read_status(run_id).get("state") != "done":
-            continue
+    finished = runs.model_runs(name)
+    for run_id in finished:
         path = runs.run_dir(run_id) / "predictions-val.csv"
         if not path.exists():
-            return {"run": run_id, "note": "The latest run has no saved validation predictions: evaluate it."}
+            continue
         table = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
         correct = table["correct"].astype(str).str.lower().isin(["true", "1"])
         clean = ~table["path"].isin(leaked)
         return {"run": run_id, "accuracy": round(float(correct.mean()), 4) if len(table) else None,
                 "accuracy_without_leaks": round(float(correct[clean].mean()), 4) if clean.any() else None,
                 "leaked_val_images": int((~clean).sum())}
+    if finished:
+        return {"run": finished[0], "note": "The latest run has no saved validation predictions: evaluate it."}
     return {"note": "No finished training run on this dataset yet."}

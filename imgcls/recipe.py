@@ -37,12 +37,17 @@ def _call_for(record: dict, first: bool) -> str | None:
 def data_code(dataset: str) -> str:
     """The import calls that rebuild the dataset's images and splits (or its exported ZIP when they cannot)."""
     calls = [_call_for(r, i == 0) for i, r in enumerate(_imports(dataset))]
-    head = f"from imgcls import data, workspace\n\nDATASET = {dataset!r}\n"
+    # FRESH: an existing dataset of that name is used as it is; only a copy made here gets the edits replayed
+    head = (f"from imgcls import data, workspace\n\nDATASET = {dataset!r}\n"
+            "FRESH = not workspace.dataset_exists(DATASET)\n")
     if calls and all(calls):
-        return head + "if not workspace.dataset_exists(DATASET):\n" + "".join(f"    {c}\n" for c in calls)
+        return head + "if FRESH:\n" + "".join(f"    {c}\n" for c in calls)
     # uploads from a browser are not kept as files: the exported dataset ZIP stands in for them
-    return (head + f"ZIP = {dataset + '-dataset.zip'!r}  # 'Download the cleaned dataset' on the Review page\n"
-            "if not workspace.dataset_exists(DATASET):\n    data.import_zip(ZIP, DATASET)  # keeps its splits and labels\n")
+    return (head + f"ZIP = {dataset + '.zip'!r}  # 'Cleaned dataset (ZIP)' on the Review page\n"
+            "if FRESH:  # its manifest.csv gives each file's exact label and split, edits included\n"
+            "    import zipfile\n\n"
+            "    with zipfile.ZipFile(ZIP) as zf:\n        labels = zf.read('manifest.csv')\n"
+            "    data.import_zip(ZIP, DATASET, label_csv=labels)\n")
 
 
 def replayable(dataset: str) -> bool:
@@ -56,29 +61,35 @@ def edits_code(dataset: str) -> str:
     lines = []
     for e in journal.in_force(dataset):
         if e["action"] == "purge":
-            lines.append("journal.purge_excluded(DATASET)  # excluded images deleted for good")
+            paths = [c["path"] for c in e["changes"]]
+            lines.append(f"journal.purge_excluded(DATASET, {paths!r})  # deleted for good")
             continue
         value = "" if e["action"] in ("exclude", "restore") else f", {e['value']!r}"
         paths = [c["path"] for c in e["changes"]]
         lines.append(f"journal.edit(DATASET, {e['action']!r}, {paths!r}{value})  # {journal.describe(e)}")
     if not lines:
         return "# No edits to the labels yet (Review page)."
-    return "from imgcls import journal\n\n" + "\n".join(lines) + "\n"
+    # only on the copy just imported: replaying on the user's own dataset could delete what they restored since
+    return "from imgcls import journal\n\nif FRESH:\n" + "".join(f"    {line}\n" for line in lines)
 
 
 def augment_code(pipeline: dict) -> str:
-    """Save an albumentations pipeline with the dataset, as the Augment page does."""
+    """An albumentations pipeline as data (the Augment page's Save stores it with augment.save_pipeline)."""
     text = json.dumps(pipeline, indent=1)
     return ("import json\nfrom imgcls import augment\n\n"
-            f"PIPELINE = json.loads({text!r})\naugment.save_pipeline(DATASET, PIPELINE)\n")
+            f"PIPELINE = json.loads({text!r})\n"
+            "# augment.save_pipeline(DATASET, PIPELINE)  # what the Save button does: later runs then use it\n")
 
 
-def train_code(config: dict) -> str:
-    """A TrainConfig with the run's values (defaults left out), then training in this process."""
+def train_code(config: dict, augment: str | None = None) -> str:
+    """A TrainConfig with the run's values (defaults left out), then training in this process.
+
+    `augment` is the Python expression for the pipeline (a variable of the script); else the run's own choice."""
     fields = {f.name: f.default for f in dataclasses.fields(_train_config())}
     args = [f"{k}={config[k]!r}" for k in fields
             if k in config and k not in SKIP_CONFIG and config[k] != fields[k]]
-    body = ",\n    ".join(["dataset=DATASET", 'augment="saved"', *args])
+    choice = augment or repr(config.get("augment", "saved") if isinstance(config.get("augment"), str) else "saved")
+    body = ",\n    ".join(["dataset=DATASET", f"augment={choice}", *args])
     return ("from imgcls.train import TrainConfig, prepare_run, run\n\n"
             f"config = TrainConfig(\n    {body},\n)\nrun_id = prepare_run(config)\nresult = run(run_id)\n"
             "print(run_id, result)\n")
@@ -105,8 +116,9 @@ def sections(dataset: str, run_id: str | None = None, split: str = "val") -> lis
         out.append(("Apply the label edits made on the Review and Evaluate pages.", edits_code(dataset)))
     if run_id:
         config = runs.read_config(run_id)
-        out.append(("Save the augmentation pipeline the run trained with.", augment_code(config["augment_pipeline"])))
-        out.append((f"Train as run {run_id} did ({config['strategy']}, {config['backbone']}).", train_code(config)))
+        out.append(("The augmentation pipeline the run trained with.", augment_code(config["augment_pipeline"])))
+        out.append((f"Train as run {run_id} did ({config['strategy']}, {config['backbone']}).",
+                    train_code(config, augment="PIPELINE")))
         out.append((f"Evaluate on the {split} split.", evaluate_code(split)))
     return out
 

@@ -43,6 +43,20 @@ def list_runs() -> list[str]:
     return sorted((p.name for p in runs_dir().iterdir() if (p / "config.json").exists()), reverse=True)
 
 
+def model_runs(dataset: str | None = None) -> list[str]:
+    """Finished training runs that kept a model, newest first, leaving out the Learn page's experiment runs
+    (trained on part of the data or on flipped labels on purpose)."""
+    out = []
+    for run_id in list_runs():
+        config = workspace.read_json(run_dir(run_id) / "config.json", {}) or {}
+        if config.get("task", "train") != "train" or config.get("experiment") \
+                or (dataset is not None and config.get("dataset") != dataset):
+            continue
+        if read_status(run_id).get("state") == "done" and (run_dir(run_id) / "model.safetensors").exists():
+            out.append(run_id)
+    return out
+
+
 def read_config(run_id: str) -> dict:
     """The saved configuration of a run."""
     config = workspace.read_json(run_dir(run_id) / "config.json")

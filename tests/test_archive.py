@@ -52,3 +52,29 @@ def test_clashing_and_odd_names_are_made_safe():
     names = member_names(df)
     assert names[0] == "train/a/Photo.png" and names[1] == "train/a/photo-2.png"
     assert ".." not in names[2] and names[2].count("/") == 2
+
+
+def test_odd_class_names_survive_the_round_trip_through_the_manifest(mk, tmp_path):
+    from imgcls import recipe
+
+    import_zip(mk.zip(mk.class_members({"a": 3, "b": 3, "c": 3})), "odd")
+    df = workspace.read_manifest("odd")
+    for label, path in zip(["cat?", "cat!", "Men's shoes"], df.groupby("label")["path"].first()):
+        journal.edit("odd", "relabel", [path], label)
+    data = export_dataset("odd")
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert any(n.startswith(("train/Men's shoes/", "val/Men's shoes/", "test/Men's shoes/"))
+                   for n in zf.namelist())
+    (tmp_path / "odd.zip").write_bytes(data)
+    code = recipe.data_code("odd").replace("DATASET = 'odd'", "DATASET = 'copy'")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(code, {})
+    finally:
+        os.chdir(cwd)
+    mine = workspace.read_manifest("odd").set_index("hash")[["label", "split"]].sort_index()
+    theirs = workspace.read_manifest("copy").set_index("hash")[["label", "split"]].sort_index()
+    assert theirs.equals(mine)

@@ -290,16 +290,17 @@ def test_all_images_excluded(imgcls_home, mk):
     assert report["message"] and report["images"] == {}
 
 
-def test_leak_effect_uses_the_latest_finished_run(imgcls_home, mk):
+def test_leak_effect_uses_the_latest_evaluated_run(imgcls_home, mk):
     from imgcls import runs
 
     import_zip(mk.zip(mk.class_members({"a": 3})), "leaky")
     for run_id, state in (("20260101-000000-old", "done"), ("20260102-000000-new", "done"),
-                          ("20260103-000000-running", "failed")):
+                          ("20260103-000000-running", "failed"), ("20260104-000000-unevaluated", "done")):
         folder = runs.run_dir(run_id)
         folder.mkdir(parents=True)
         workspace.atomic_write_json(folder / "config.json", {"dataset": "leaky"})
         workspace.atomic_write_json(folder / "status.json", {"state": state})
+        (folder / "model.safetensors").write_bytes(b"")
     table = pd.DataFrame({"path": ["x", "y", "z", "w"], "correct": [True, True, False, True]})
     (runs.run_dir("20260102-000000-new") / "predictions-val.csv").write_text(table.to_csv(index=False))
     effect = duplicates.leak_effect("leaky", {"x", "y"})

@@ -63,7 +63,7 @@ def test_exported_script_reproduces_the_apps_run(imgcls_home, tmp_path):
 def test_uploads_fall_back_to_the_exported_zip(imgcls_home):
     import_files([("a.png", _png((200, 0, 0), 1)), ("b.png", _png((200, 0, 0), 2))], "up", "red")
     code = recipe.data_code("up")
-    assert "up-dataset.zip" in code and not recipe.replayable("up")
+    assert "'up.zip'" in code and not recipe.replayable("up")
     assert "journal.edit" not in recipe.session_script("up")
 
 
@@ -84,3 +84,38 @@ def test_train_code_names_only_what_differs_from_the_defaults():
     assert "strategy='finetune'" in code and "epochs=7" in code
     assert "seed=" not in code and "device" not in code and "backbone" not in code
     compile(code, "train", "exec")
+
+
+def test_code_run_on_the_apps_own_workspace_changes_nothing(imgcls_home, tmp_path):
+    src = _zip_on_disk(tmp_path / "colours.zip", per_class=4)
+    import_zip(src, "colours")
+    a, b = list(workspace.read_manifest("colours")["path"][:2])
+    journal.edit("colours", "exclude", [a])
+    journal.purge_excluded("colours")
+    journal.edit("colours", "exclude", [b])
+    journal.edit("colours", "restore", [b])  # the user changed their mind
+    before = workspace.read_manifest("colours")
+    exec(recipe.data_code("colours") + recipe.edits_code("colours"), {})
+    assert workspace.read_manifest("colours").equals(before)
+    assert (workspace.dataset_dir("colours") / b).exists()
+
+
+def test_model_runs_are_newest_first_without_experiment_runs(imgcls_home):
+    from imgcls import runs
+
+    def fake(run_id, **config):
+        folder = runs.runs_dir() / run_id
+        folder.mkdir(parents=True)
+        workspace.atomic_write_json(folder / "config.json", {"dataset": "d", **config})
+        workspace.atomic_write_json(folder / "status.json", {"state": "done"})
+        (folder / "model.safetensors").write_bytes(b"")
+
+    fake("20260101-000000-d-linear-aaaa")
+    fake("20260102-000000-d-linear-bbbb")
+    fake("20260103-000000-d-linear-cccc", experiment={"tag": "x"})
+    fake("20260104-000000-d-lr-find-dddd", task="lr_find")
+    fake("20260105-000000-e-linear-eeee", dataset="e")
+    assert runs.model_runs("d") == ["20260102-000000-d-linear-bbbb", "20260101-000000-d-linear-aaaa"]
+    from imgcls.ui.learning import latest_run
+
+    assert latest_run("d") == "20260102-000000-d-linear-bbbb"

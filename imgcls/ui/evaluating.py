@@ -46,7 +46,7 @@ def run_controls(dataset: str | None) -> str | None:
         return None
     ids = [r for r, _, _ in done]
     if st.session_state.get(RUN) not in ids:
-        mine = [r for r, c, _ in done if c.get("dataset") == dataset]
+        mine = [r for r in runs.model_runs(dataset) if r in ids] if dataset else []
         st.session_state[RUN] = (mine or ids)[0]
     left, middle, right = st.columns([5, 2, 3], vertical_alignment="bottom")
     run_id = left.selectbox("Run", ids, key=RUN, format_func=partial(_run_label, run_labels(done)),
@@ -140,9 +140,11 @@ def show_leaks(dataset: str, table: pd.DataFrame) -> None:
         return
     correct = table["correct"].astype(str).str.lower().isin(["true", "1"])
     clean = f"{correct[~hit].mean():.1%}" if (~hit).any() else "not measurable (every image leaked)"
+    stale = " (That check was made before later edits; check again on the Review page.)" \
+        if health.is_stale(dataset, report) else ""
     st.warning(f"{int(hit.sum())} of these {len(table)} images have a copy (or a near copy) in the training set, "
                f"found by the health check on the Review page. Accuracy is {correct.mean():.1%} with them and "
-               f"{clean} without them; the second is the fairer figure. Remove the copies on the Review page.",
+               f"{clean} without them; the second is the fairer figure. Remove the copies on the Review page.{stale}",
                icon=":material/content_copy:")
 
 

@@ -102,13 +102,9 @@ def show_imagenet_top(data: bytes) -> None:
 
 
 def latest_run(dataset: str | None) -> str | None:
-    """The newest finished training run of the dataset that kept a model."""
-    for run_id in reversed(runs.list_runs()):
-        cfg, status = runs.read_config(run_id), runs.read_status(run_id)
-        if cfg.get("dataset") == dataset and cfg.get("task", "train") == "train" and status.get("state") == "done" \
-                and (runs.run_dir(run_id) / "model.safetensors").exists():
-            return run_id
-    return None
+    """The newest finished training run of the dataset that kept a model (experiment runs left out)."""
+    found = runs.model_runs(dataset) if dataset else []
+    return found[0] if found else None
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading your model…")

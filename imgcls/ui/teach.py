@@ -34,7 +34,7 @@ def show_augment_code(dataset: str, pipeline: dict | None) -> None:
             "df = workspace.read_manifest(DATASET)\n"
             "photo = images.load_rgb(workspace.dataset_dir(DATASET) / df.path[0])\n"
             "varied = augment.build_pipeline(PIPELINE, 224, seed=0)(image=np.asarray(photo))['image']\n")
-    show_code("import numpy as np\n" + code, "saves this augmentation pipeline and applies it to an image")
+    show_code("import numpy as np\n" + code, "builds this augmentation pipeline and applies it to an image")
 
 
 def show_train_code(config) -> None:
@@ -58,11 +58,11 @@ def show_concept(key: str, expanded: bool = False) -> None:
 
 def show_review_code(dataset: str) -> None:
     """The health check and the edits made so far, as calls."""
-    code = (f"from imgcls import health, journal\n\nDATASET = {dataset!r}\n"
-            "report = health.check(DATASET)\nprint(report['score'])\n"
+    edits = recipe.edits_code(dataset) if recipe.replayable(dataset) else "# (the ZIP holds your edits already)\n"
+    code = (recipe.data_code(dataset) + "\n" + edits +
+            "\nfrom imgcls import health\n\nreport = health.check(DATASET)\nprint(report['score'])\n"
             "for finding in report['findings']:\n"
-            "    print(finding['severity'], finding['title'], len(finding['images']))\n\n"
-            + recipe.edits_code(dataset).replace("from imgcls import journal\n\n", ""))
+            "    print(finding['severity'], finding['title'], len(finding['images']))\n")
     show_code(code, "checks this dataset's health and repeats your edits")
 
 
