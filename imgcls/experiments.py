@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,13 +215,28 @@ def run_job(exp_id: str, config: ExperimentConfig | None = None,
         result = run_experiment(config, progress)
     except BaseException as exc:
         stopped = isinstance(exc, (Stopped, KeyboardInterrupt)) or type(exc).__name__ == "Cancelled"
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _write_status(exp_id, state="cancelled" if stopped else "failed", finished=time.time(),
-                      message="Stopped by the user." if stopped else text)
+                      message="Stopped by the user." if stopped else failure_message(exp_id, exc))
         raise
     workspace.atomic_write_json(exp_dir(exp_id) / "result.json", result)
     _write_status(exp_id, state="done", progress=1.0, finished=time.time(), message="Finished")
     return result
+
+
+def failure_message(exp_id: str, exc: BaseException) -> str:
+    """A plain sentence for a failed experiment; the traceback goes to its log.txt, when it has one."""
+    try:  # the training's own wording (out of memory → what to change); torch is loaded by now
+        from .train import _plain_error
+        text = _plain_error(exc)
+    except Exception:  # noqa: BLE001 - torch itself failed to load: the bare first line
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = f"The experiment stopped with an error: {text}" + ("" if text.endswith((".", "!", "?")) else ".")
+    log = exp_dir(exp_id) / "log.txt"  # start() sends the job's output there; a CLI run without --id has none
+    if log.exists():
+        with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
+            traceback.print_exception(exc, file=fh)
+        message += f" The full details are in experiments/{exp_id}/log.txt."
+    return message
 
 
 def status(exp_id: str) -> dict:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save as save_numpy
@@ -32,6 +33,8 @@ QUANTILE = 0.99
 MARGIN = 1.1
 MIN_VALIDATION = 5  # fewer validation images than this: leave-one-out distances of the training images instead
 MAX_REFERENCE = 5000  # training images kept (a seeded sample beyond it): 5000×1280 float16 is 12 MB, 1 ms a query
+MAX_VALIDATION = 5000  # validation images whose distances set the threshold: plenty for a 99th percentile
+EMBED_CHUNK = 256  # images decoded and embedded at a time: memory stays flat however big the dataset
 CHUNK = 1024  # queries per matrix product, to bound memory on big splits
 
 
@@ -80,22 +83,48 @@ def _feature_key(run_id: str, config: dict) -> str:
     return features.feature_key(config["backbone"], weights, config["data_config"], config["img_size"])
 
 
+def sample(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """At most `limit` rows, each class keeping its share (seeded), in their original order."""
+    if len(df) <= limit:
+        return df
+    draw = pd.Series(np.random.default_rng(seed).random(len(df)), index=df.index)
+    place = draw.groupby(df["label"]).rank(method="first")  # 1, 2, … within each class, in random order
+    share = place / df.groupby("label")["label"].transform("size") * limit  # the class's fair turn for it
+    # the earlier of the two: big classes fill their share, a rare class still keeps its first few images,
+    # so its members are not all called unfamiliar for want of neighbours
+    order = np.minimum(place, share).sort_values(kind="stable").index
+    return df.loc[np.sort(order[:limit])]
+
+
+def _embed(run_id: str, model: torch.nn.Module, config: dict, df: pd.DataFrame, device: str,
+           progress: Callable[[float, str], None] | None) -> np.ndarray:
+    """Normalised features of the rows, decoded and embedded a chunk at a time (cached ones are only read)."""
+    dcfg, folder = config["data_config"], workspace.dataset_dir(config["dataset"])
+    side, key = imgcache.cache_size(config["img_size"], dcfg["crop_pct"]), _feature_key(run_id, config)
+    out = []
+    for start in range(0, len(df), EMBED_CHUNK):
+        part = df.iloc[start:start + EMBED_CHUNK]
+        hashes = part["hash"].tolist()
+        images = imgcache.load_images(folder, part["path"].tolist(), hashes, side, dcfg["interpolation"])
+        out.append(features.extract(model, images, hashes, key, dcfg, config["img_size"], device))
+        if progress:
+            progress(min(start + EMBED_CHUNK, len(df)) / len(df), "Computing backbone features")
+    return normalise(np.concatenate(out))
+
+
 def build(run_id: str, model: torch.nn.Module, config: dict, device: str = "cpu",
           progress: Callable[[float, str], None] | None = None) -> Reference:
-    """Embed the run's training and validation images and derive the threshold."""
+    """Embed the run's training and validation images (a seeded sample of big splits) and derive the threshold."""
     df = workspace.read_manifest(config["dataset"])
     df = df[~df["excluded"] & df["split"].isin(["train", "val"]) & df["label"].isin(config["classes"])]
     df = df.reset_index(drop=True)
-    dcfg = config["data_config"]
-    images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(), df["hash"].tolist(),
-                                  imgcache.cache_size(config["img_size"], dcfg["crop_pct"]), dcfg["interpolation"])
-    emb = normalise(features.extract(model, images, df["hash"].tolist(), _feature_key(run_id, config), dcfg,
-                                     config["img_size"], device, progress=progress))
-    train, val = emb[(df["split"] == "train").to_numpy()], emb[(df["split"] == "val").to_numpy()]
-    if len(train) < 2:
+    # sampled before decoding: only the images kept are ever read, so a huge split costs no more memory
+    train_rows = sample(df[df["split"] == "train"], MAX_REFERENCE)
+    val_rows = sample(df[df["split"] == "val"], MAX_VALIDATION)
+    if len(train_rows) < 2:
         raise ValueError("The run's dataset has too few training images left to compare new images with.")
-    if len(train) > MAX_REFERENCE:
-        train = train[np.sort(np.random.default_rng(0).choice(len(train), MAX_REFERENCE, replace=False))]
+    emb = _embed(run_id, model, config, pd.concat([train_rows, val_rows]), device, progress)
+    train, val = emb[:len(train_rows)], emb[len(train_rows):]
     if len(val) >= MIN_VALIDATION:
         k = min(K, len(train))
         d = knn_distance(val, train, k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import os
 import re
@@ -20,6 +21,9 @@ SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 # Below this size a member cannot hurt whatever it compresses to; flat BMP/TIFF images deflate
 # hundreds of times, so the ratio cap only applies to members bigger than this.
 RATIO_FLOOR_BYTES = 1024**2
+# Compression methods other tools write that Python's zipfile cannot unpack (it raises NotImplementedError).
+METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 18: "IBM TERSE", 19: "IBM LZ77", 93: "Zstandard",
+                95: "XZ", 96: "JPEG", 97: "WavPack", 98: "PPMd", 99: "AES encryption"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,24 @@ def _unsafe(name: str) -> bool:
     return norm.startswith("/") or bool(re.match(r"^[A-Za-z]:", norm)) or ".." in norm.split("/")
 
 
+def _readable_methods() -> set[int]:
+    """The compression methods zipfile can unpack here (bz2, lzma and zstd are optional modules)."""
+    methods = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+    optional = [(zipfile.ZIP_BZIP2, "bz2"), (zipfile.ZIP_LZMA, "lzma")]
+    if hasattr(zipfile, "ZIP_ZSTANDARD"):  # Python 3.14+
+        optional.append((zipfile.ZIP_ZSTANDARD, "compression.zstd"))
+    for method, module in optional:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        methods.add(method)
+    return methods
+
+
+READABLE_METHODS = _readable_methods()
+
+
 def _check_member(info: zipfile.ZipInfo, limits: ImportLimits) -> tuple[str, str] | None:
     """Why a ZIP member must not be read, or None when it is fine."""
     mode = info.external_attr >> 16
@@ -86,6 +108,11 @@ def _check_member(info: zipfile.ZipInfo, limits: ImportLimits) -> tuple[str, str
         return "nested archive", "archives inside the archive are not opened; upload it separately"
     if info.flag_bits & 0x1:
         return "encrypted", "the file is password-protected"
+    patched = info.flag_bits & 0x20  # PKWARE patch data: zipfile refuses it whatever the method
+    if patched or info.compress_type not in READABLE_METHODS:
+        method = "patch data" if patched else METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        return "unsupported compression", (f"compressed with a method this app cannot read ({method}); "
+                                           "re-zip with standard compression")
     if info.file_size > limits.max_file_bytes:
         return "too large", f"{info.file_size:,} bytes is over the per-file limit of {limits.max_file_bytes:,}"
     if (info.file_size > RATIO_FLOOR_BYTES and info.compress_size

@@ -122,6 +122,24 @@ def test_prediction_upload_shows_a_result_and_names_a_broken_file():
     assert not at.exception
 
 
+def test_two_uploads_of_the_same_name_each_show_their_own_picture(monkeypatch):
+    from imgcls.predict import Predictor
+
+    trained_run()
+    red, blue = _png((220, 40, 40), 999), _png((40, 40, 220), 998)
+    explained = []
+    real = Predictor.explain
+    monkeypatch.setattr(Predictor, "explain", lambda self, data, *a: explained.append(data) or real(self, data, *a))
+    at = open_evaluate()
+    at.toggle(key="evaluate.gradcam").set_value(True).run()  # the picture drawn is the Grad-CAM of each file
+    at.file_uploader(key="evaluate.upload").set_value(
+        [("photo.png", red, "image/png"), ("photo.png", blue, "image/png")]).run()
+    assert [m.value.split(" (")[0] for m in at.markdown if m.value.startswith("**photo.png**")] == \
+        ["**photo.png**: red", "**photo.png**: blue"]
+    assert explained[-2:] == [red, blue]  # each row's own bytes, not the last file of that name
+    assert not at.exception
+
+
 def test_chart_helpers():
     result = {"classes": ["a", "b", "c"], "confusion": [[5, 2, 0], [0, 4, 1], [0, 0, 3]],
               "confusion_normalised": [[5 / 7, 2 / 7, 0], [0, 0.8, 0.2], [0, 0, 1]],
@@ -191,6 +209,12 @@ def test_fixing_a_mistake_relabels_it_in_the_journal_and_undo_restores_it(monkey
     assert entry["source"] == "evaluate" and entry["action"] == "relabel" and entry["value"] == first["prediction"]
     assert at.success[0].value.startswith("Relabelled 1 image")
     assert any(c.value.endswith(f"relabelled to {first['prediction']} since") for c in at.caption)
+    journal.edit("toy", "exclude", [second["path"]])  # another tab edits after the Undo button was drawn
+    at.button(key="evaluate.fix.undo.worst").click().run()
+    assert "Another edit was made meanwhile" in at.error[0].value  # refused: it would undo the other edit
+    assert _label_of(first["path"]) == (first["prediction"], False) and _label_of(second["path"])[1]
+    journal.undo("toy")
+    at.run()
     at.button(key="evaluate.fix.undo.worst").click().run()
     assert _label_of(first["path"]) == (first["label"], False)
     assert at.success[0].value.startswith("Undid the edit on 1 image")

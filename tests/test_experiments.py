@@ -145,6 +145,33 @@ def test_stop_cancels_a_running_experiment_and_its_training_run(toy):
     assert runs.read_status(runs.list_runs()[0])["state"] in ("cancelled", "queued")
 
 
+def test_a_failure_is_one_plain_sentence_with_the_details_in_the_log(toy, monkeypatch):
+    def fail(config, progress=None):
+        raise RuntimeError("CUDA error: an illegal memory access\n  deep inside the kernel")
+
+    monkeypatch.setattr(experiments, "run_experiment", fail)
+    monkeypatch.setattr(experiments.signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
+    bare = experiments.prepare(ExperimentConfig("transfer", toy))  # as a CLI run without --id: no log.txt
+    with pytest.raises(RuntimeError):
+        experiments.run_job(bare)
+    st = experiments.status(bare)
+    assert st["state"] == "failed"
+    assert st["message"] == "The experiment stopped with an error: CUDA error: an illegal memory access."
+    logged = experiments.prepare(ExperimentConfig("transfer", toy))
+    log = experiments.exp_dir(logged) / "log.txt"
+    log.write_text("", encoding="utf-8")  # as start() makes it
+    with pytest.raises(RuntimeError):
+        experiments.run_job(logged)
+    message = experiments.status(logged)["message"]
+    assert message.endswith(f"The full details are in experiments/{logged}/log.txt.")
+    details = log.read_text(encoding="utf-8")
+    assert "Traceback" in details and "deep inside the kernel" in details
+    monkeypatch.setattr(experiments, "run_experiment", lambda *a: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError):  # the training's own advice for the commonest failure
+        experiments.run_job(bare)
+    assert "try a smaller batch size" in experiments.status(bare)["message"]
+
+
 def _cli(home: Path, *args) -> subprocess.CompletedProcess:
     env = dict(os.environ, IMGCLS_HOME=str(home), PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8")
     return subprocess.run([sys.executable, "-m", "imgcls", *args], cwd=REPO, env=env, capture_output=True,

@@ -384,6 +384,29 @@ def test_flat_uncompressed_images_are_not_zip_bombs(mk):
     assert report.class_counts == {"photo": 1, "sketch": 2}
 
 
+def with_method(raw: bytes, member: str, method: int) -> bytes:
+    """The ZIP with one member's compression method rewritten in both of its headers (9 = Deflate64)."""
+    raw, name = bytearray(raw), member.encode()
+    for sig, method_at, name_at in ((b"PK\x03\x04", 8, 30), (b"PK\x01\x02", 10, 46)):
+        at = raw.find(sig)
+        while at >= 0:
+            if raw[at + name_at:at + name_at + len(name)] == name:
+                raw[at + method_at:at + method_at + 2] = method.to_bytes(2, "little")
+            at = raw.find(sig, at + 4)
+    return bytes(raw)
+
+
+def test_member_compressed_as_deflate64_is_skipped_plainly(mk):
+    raw = with_method(mk.zip(mk.class_members({"cats": 2, "dogs": 2}) + [("cats/odd.png", mk.png(70))]),
+                      "cats/odd.png", 9)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf, pytest.raises(NotImplementedError):
+        zf.read("cats/odd.png")  # what reading it would do
+    report = import_zip(raw, "d64")
+    assert skipped(report) == {"cats/odd.png": "unsupported compression"}
+    assert "Deflate64" in detail_of(report, "cats/odd.png") and "re-zip" in detail_of(report, "cats/odd.png")
+    assert report.images == 4 and len(assert_stored("d64")) == 4
+
+
 def test_nested_zip_skipped(mk):
     inner = mk.zip(mk.class_members({"x": 2}, start=60))
     members = mk.class_members({"cats": 2, "dogs": 2}) + [("cats/more.zip", inner), ("dogs/old.tar.gz", b"\x1f\x8b")]

@@ -92,3 +92,19 @@ def test_every_step_page_shows_code_that_compiles():
         for code in blocks:
             compile(code, page.title, "exec")
         assert not at.exception
+
+
+def test_an_experiment_that_cannot_start_says_why_plainly(monkeypatch):
+    from test_experiments import make_dataset
+
+    from imgcls import experiments
+    from imgcls.ui import experimenting
+
+    workspace.save_setting("active_dataset", make_dataset("toy", per_class=12))
+    refused = workspace.WorkspaceError("The dataset 'toy' is being changed by another job; try again shortly.")
+    monkeypatch.setattr(experiments, "start", lambda config: (_ for _ in ()).throw(refused))
+    at = open_learn()
+    at.radio(key=experimenting.KIND).set_value("label-noise").run()
+    at.button(key="learn.experiment.start.label-noise").click().run()
+    assert any(e.value == f"The experiment could not start: {refused}" for e in at.error)
+    assert not at.exception

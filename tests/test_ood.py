@@ -96,3 +96,36 @@ def test_without_its_dataset_a_run_still_predicts_without_the_check(trained):
     predictor = Predictor(trained)
     row = predictor.predict([("red.png", _png((220, 40, 40), 5))])[0]
     assert predictor.reference is None and row["prediction"] == "red" and "unfamiliar" not in row
+
+
+def test_a_big_split_is_sampled_before_decoding_and_embedded_in_chunks(trained, monkeypatch):
+    from imgcls import imgcache, workspace
+
+    df = workspace.read_manifest("toy")
+    n_train, n_val = int((df["split"] == "train").sum()), int((df["split"] == "val").sum())
+    predictor = Predictor(trained, check_familiar=False)
+    decoded = []
+    real = imgcache.load_images
+    monkeypatch.setattr(imgcache, "load_images", lambda folder, paths, *a, **k: decoded.append(list(paths))
+                        or real(folder, paths, *a, **k))
+    monkeypatch.setattr(ood, "MAX_REFERENCE", n_train - 6)
+    monkeypatch.setattr(ood, "EMBED_CHUNK", 8)
+    ref = ood.build(trained, predictor.model, predictor.config)
+    assert len(ref.train) == n_train - 6 and ref.threshold > 0
+    assert sum(map(len, decoded)) == n_train - 6 + n_val  # only the sample is ever read
+    assert max(map(len, decoded)) <= 8
+    kept = df.set_index("path").loc[[p for chunk in decoded for p in chunk]]
+    assert set(kept[kept["split"] == "train"]["label"]) == set(predictor.classes)  # every class keeps its share
+    again = ood.build(trained, predictor.model, predictor.config)  # seeded: the same sample every time
+    assert np.array_equal(again.train, ref.train) and again.threshold == ref.threshold
+
+
+def test_sample_keeps_each_class_share_and_rare_classes():
+    import pandas as pd
+
+    df = pd.DataFrame({"label": ["a"] * 900 + ["b"] * 100 + ["c"] * 3})
+    kept = ood.sample(df, 100)
+    counts = kept["label"].value_counts().to_dict()
+    assert len(kept) == 100 and counts["c"] == 3 and counts["a"] > 8 * counts["b"]
+    assert kept.index.is_monotonic_increasing and kept.index.equals(ood.sample(df, 100).index)
+    assert ood.sample(df, 2000) is df

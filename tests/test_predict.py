@@ -100,3 +100,17 @@ def test_uploaded_zip_bytes_with_a_corrupt_member_go_on_and_report_it(trained):
     assert not_sure(rows, 1.01)[0]["prediction"] == "not sure" and rows[0]["prediction"] == "blue"
     lines = to_csv(rows + errors, ["blue", "red"]).splitlines()
     assert len(lines) == 1 + 3 + 4 and lines[0].endswith("unfamiliar,distance,error")
+
+
+def test_uploaded_zip_with_a_deflate64_member_skips_it_and_reads_the_rest():
+    from conftest import make_zip
+    from test_import import with_method
+
+    from imgcls.predict import read_uploads
+
+    archive = with_method(make_zip([("set/red.png", _png((220, 40, 40), 1)), ("set/odd.png", _png((40, 40, 220), 2))]),
+                          "set/odd.png", 9)
+    files, errors = read_uploads([("batch.zip", archive)])
+    assert [n for n, _ in files] == ["batch.zip/set/red.png"] and files[0][1]() == _png((220, 40, 40), 1)
+    assert len(errors) == 1 and errors[0]["file"] == "batch.zip/set/odd.png"
+    assert errors[0]["error"].startswith("unsupported compression") and "Deflate64" in errors[0]["error"]

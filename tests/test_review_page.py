@@ -285,6 +285,63 @@ def test_one_at_a_time_assigns_a_class_and_moves_on(dataset, fake_health):
     assert not at.exception
 
 
+def test_undo_refuses_when_another_tab_made_a_newer_edit(dataset):
+    first, second = list(workspace.read_manifest("d")["path"][:2])
+    journal.edit("d", "exclude", [first])
+    at = open_review()
+    assert at.button(key="review.undo").label == "Undo: exclude 1 image"
+    journal.edit("d", "relabel", [second], "b")  # from another tab, after this page was drawn
+    at.button(key="review.undo").click().run()
+    assert any("Another edit was made meanwhile" in e.value for e in at.error)
+    assert manifest().at[second, "label"] == "b" and bool(manifest().at[first, "excluded"])  # nothing undone
+    assert at.button(key="review.undo").label == "Undo: relabel 1 image as 'b'"  # now it names the newer one
+    at.button(key="review.undo").click().run()
+    assert manifest().at[second, "label"] == "a"
+    assert not at.exception
+
+
+def test_a_workspace_error_in_an_edit_is_a_plain_message(dataset, monkeypatch):
+    busy = workspace.WorkspaceError("The dataset is busy with an import; try again in a moment.")
+
+    def refuse(*args, **kwargs):
+        raise busy
+
+    path = workspace.read_manifest("d")["path"][0]
+    journal.edit("d", "exclude", [path])
+    at = open_review()
+    for name in ("edit", "undo", "purge_excluded"):
+        monkeypatch.setattr(journal, name, refuse)
+    at = apply(tick(at, workspace.read_manifest("d")["path"][1]), "exclude")
+    assert [e.value for e in at.error] == [str(busy)]
+    at.button(key="review.undo").click().run()
+    assert [e.value for e in at.error] == [str(busy)]
+    at.checkbox(key="review.purge.confirm.d").check().run()
+    at.button(key="review.purge").click().run()
+    assert [e.value for e in at.error] == [str(busy)] and (workspace.dataset_dir("d") / path).exists()
+    assert not at.exception
+
+
+def test_notes_and_labels_are_shown_as_typed_not_as_markdown(dataset):
+    path = workspace.read_manifest("d")["path"][0]
+    note = "![x](http://h/x.png) *bold*"
+    journal.edit("d", "note", [path], note)
+    journal.edit("d", "relabel", [path], ":red[$x$]")
+    at = open_review()
+    shown = r"\!\[x\]\(http\://h/x.png\) \*bold\*"
+    assert any(f"note: {shown}" in c.value for c in at.caption)  # under the thumbnail
+    at.expander(key="review.history")
+    assert any(shown in m.value for m in at.markdown)  # the history of edits
+    assert at.button(key="review.undo").label == r"Undo: relabel 1 image as '\:red\[\$x\$\]'"
+    at.segmented_control(key="review.mode").set_value("one").run()
+    at.session_state["review.one.d"] = path
+    at.run()
+    details = [m.value for m in at.markdown if "Note:" in m.value]
+    assert details and f"Note: {shown}" in details[0] and r"Label **\:red\[\$x\$\]**" in details[0]
+    values = [e.value for e in [*at.markdown, *at.caption]] + [b.label for b in at.button]
+    assert not any("![x](" in v or ":red[" in v for v in values)
+    assert not at.exception
+
+
 # --- share and export --------------------------------------------------------------------------------------
 
 
@@ -299,6 +356,30 @@ def test_purge_asks_first_then_deletes_the_excluded_files(dataset):
     assert path not in manifest().index
     assert not (workspace.dataset_dir("d") / path).exists()
     assert any("Deleted 1 image" in s.value for s in at.success)
+    assert not at.exception
+
+
+def test_purge_deletes_only_the_images_it_counted(dataset):
+    first, second = list(workspace.read_manifest("d")["path"][:2])
+    journal.edit("d", "exclude", [first])
+    at = open_review()
+    at.checkbox(key="review.purge.confirm.d").check().run()
+    assert at.button(key="review.purge").label == "Empty the excluded images (1)"
+    journal.edit("d", "exclude", [second])  # another tab excludes one more before the click
+    at.button(key="review.purge").click().run()
+    assert first not in manifest().index and not (workspace.dataset_dir("d") / first).exists()
+    assert bool(manifest().at[second, "excluded"]) and (workspace.dataset_dir("d") / second).exists()
+    assert any("Deleted 1 image." in s.value for s in at.success)
+    assert not at.exception
+
+
+def test_a_report_made_before_later_edits_says_so_by_its_download(dataset, fake_health):
+    fake_health["d"] = a_report()
+    at = open_review()
+    assert not any("made before later edits" in c.value for c in at.caption)
+    journal.edit("d", "exclude", [workspace.read_manifest("d")["path"][0]])
+    at.run()
+    assert any("made before later edits; check again for an up-to-date report" in c.value for c in at.caption)
     assert not at.exception
 
 

@@ -18,6 +18,7 @@ from imgcls.thumbs import thumbnail_path
 
 from . import cached
 from .eval_predict import model_stamp, predictor
+from .text import plain
 
 FIX_MESSAGE = "evaluate.fix.message"  # (gallery, "success"|"error", text) of the last fix made on this page
 LOOKED = "evaluate.looked"  # show Grad-CAM overlays instead of thumbnails
@@ -76,8 +77,12 @@ def _fix(where: str, dataset: str, action: str, path: str, value=None, chosen_ke
         st.session_state[FIX_MESSAGE] = (where, "error", str(exc))
 
 
-def _undo(where: str, dataset: str) -> None:
-    result = journal.undo(dataset)
+def _undo(where: str, dataset: str, expect: int) -> None:
+    try:  # the edit the button named, or a plain refusal when another has become the latest since
+        result = journal.undo(dataset, expect=expect)
+    except workspace.WorkspaceError as exc:
+        st.session_state[FIX_MESSAGE] = (where, "error", str(exc))
+        return
     st.session_state[FIX_MESSAGE] = (where, "success", result.message if result else "Nothing left to undo.")
 
 
@@ -86,11 +91,11 @@ def show_fix_message(where: str, dataset: str) -> None:
     where_made, kind, text = st.session_state.get(FIX_MESSAGE) or (None, None, None)
     if where_made != where:
         return
-    (st.success if kind == "success" else st.error)(text)
+    (st.success if kind == "success" else st.error)(plain(text))  # class names and paths as typed
     last = journal.pending(dataset)["undo"] if workspace.dataset_exists(dataset) else None
     if last and last.get("source") == "evaluate":
-        st.button(f"Undo: {journal.describe(last)}", key=f"evaluate.fix.undo.{where}", icon=":material/undo:",
-                  on_click=_undo, args=(where, dataset))
+        st.button(f"Undo: {plain(journal.describe(last))}", key=f"evaluate.fix.undo.{where}",
+                  icon=":material/undo:", on_click=_undo, args=(where, dataset, last["id"]))
 
 
 def _fix_controls(where: str, dataset: str, classes: list[str], row, now: pd.Series | None) -> None:
@@ -98,7 +103,7 @@ def _fix_controls(where: str, dataset: str, classes: list[str], row, now: pd.Ser
     label, excluded = (str(now["label"]), bool(now["excluded"])) if now is not None else (str(row.label), False)
     base, pred = f"evaluate.fix.{where}.{row.path}", str(row.prediction)
     with st.popover("Fix", icon=":material/edit:"):
-        st.button(f"Relabel as {pred}", key=f"{base}.as_predicted", disabled=label == pred, type="primary",
+        st.button(f"Relabel as {plain(pred)}", key=f"{base}.as_predicted", disabled=label == pred, type="primary",
                   on_click=_fix, args=(where, dataset, "relabel", row.path, pred))
         others = [c for c in classes if c not in (label, pred)]
         if others:
@@ -134,7 +139,7 @@ def show_gallery(gallery: Gallery, where: str, rows: pd.DataFrame, captions: lis
                 with col:
                     st.image(picture, caption=caption, width=THUMB_PX)
                     if note:
-                        st.caption(f":material/check: {note}")
+                        st.caption(f":material/check: {plain(note)}")
                     if editable and now is not None and row.path in now.index:
                         _fix_controls(where, gallery.dataset, classes, row, now.loc[row.path])
     if broken:

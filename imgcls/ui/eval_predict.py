@@ -12,6 +12,8 @@ from imgcls import eval_charts, runs
 from imgcls.predict import UNFAMILIAR, Predictor, not_sure, predictions_frame, read_uploads, to_csv
 from imgcls.sources import SourceError
 
+from .text import plain
+
 THUMB_PX = 128
 CHUNK = 32  # images predicted (and cached) together: the progress bar moves once per chunk
 
@@ -60,16 +62,16 @@ def show_predict(run_id: str, threshold: float) -> None:
         return
     model = predictor(run_id)
     rows = model.predict(files, top_k=3, min_confidence=threshold)
-    data = dict(files)
-    for n, row in enumerate(rows):
+    # one row per file, in order: by position, since two uploads (or two photos) can share a name
+    for n, (row, (_, data)) in enumerate(zip(rows, files)):
         if "error" in row:
-            st.error(f"Could not read {row['file']}: {row['error']}")
+            st.error(f"Could not read {plain(row['file'])}: {plain(row['error'])}")
             continue
         image, bars = st.columns([1, 3], vertical_alignment="center")
-        shown = model.explain(data[row["file"]])["overlay"] if cam else data[row["file"]]
+        shown = model.explain(data)["overlay"] if cam else data
         image.image(shown, width=THUMB_PX, caption="Grad-CAM of the top class" if cam else None)
         with bars:
-            st.markdown(f"**{row['file']}**: {row['prediction']} ({row['confidence']:.0%})")
+            st.markdown(f"**{plain(row['file'])}**: {plain(row['prediction'])} ({row['confidence']:.0%})")
             show_unfamiliar(row)
             st.plotly_chart(eval_charts.top_k_figure(row["top"]), key=f"evaluate.predict.{n}")
 
@@ -129,7 +131,7 @@ def show_batch(run_id: str, threshold: float) -> None:
                 + (f"; {odd:,} look{'s' if odd == 1 else ''} unlike the training images, so "
                    f"{'its answer' if odd == 1 else 'their answers'} may be meaningless." if odd else "."))
     if problems:
-        shown = "\n".join(f"- **{r['file']}**: {r['error']}" for r in problems[:20])
+        shown = "\n".join(f"- **{plain(r['file'])}**: {plain(r['error'])}" for r in problems[:20])
         st.error(f"These files were skipped, the rest went on:\n{shown}"
                  + (f"\n\n…and {len(problems) - 20:,} more (all in the CSV)." if len(problems) > 20 else ""))
     st.dataframe(predictions_frame(rows), hide_index=True, key="evaluate.batch_table", column_config={

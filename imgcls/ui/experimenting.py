@@ -8,6 +8,7 @@ import streamlit as st
 from imgcls import experiments
 from imgcls.experiments import ExperimentConfig
 from imgcls.ui import teach
+from imgcls.workspace import WorkspaceError
 
 KIND = "learn.experiment.kind"
 MODE = "learn.experiment.mode"
@@ -42,7 +43,7 @@ def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
                  icon=":material/science:"):
         try:
             experiments.start(ExperimentConfig(kind=kind, dataset=dataset, mode=mode))
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, WorkspaceError) as exc:  # WorkspaceError: the dataset gone, a bad id
             st.error(f"The experiment could not start: {exc}")
             return
         st.rerun()

@@ -8,9 +8,10 @@ from functools import partial
 import streamlit as st
 
 from imgcls import journal
+from imgcls.workspace import WorkspaceError
 
 from . import cached
-from .reviewing import notice
+from .reviewing import images_count, notice
 
 
 def _available(module: str) -> bool:
@@ -38,10 +39,29 @@ def confirm_key(name: str) -> str:
     return f"review.purge.confirm.{name}"
 
 
-def _purge(name: str) -> None:
-    result = journal.purge_excluded(name)
+def _purge(name: str, confirmed: tuple[str, ...]) -> None:
+    # only the images the tick box counted: one excluded since (in another tab) was never confirmed
     st.session_state[confirm_key(name)] = False
-    notice("success", result.message + " Their files are gone for good.", where="export")
+    try:
+        result = journal.purge_excluded(name, confirmed)
+    except WorkspaceError as exc:
+        notice("error", str(exc), where="export")
+        return
+    text = result.message + " Their files are gone for good."
+    if len(confirmed) > len(result.changed):
+        text += f" {images_count(len(confirmed) - len(result.changed))} restored or removed meanwhile: left as is."
+    notice("success", text, where="export")
+
+
+def _stale(name: str, report: dict | None) -> bool:
+    """Whether the saved report predates later edits (False when there is none, or no health module)."""
+    if report is None:
+        return False
+    try:
+        from imgcls import health
+    except ImportError:
+        return False
+    return health.is_stale(name, report)
 
 
 def show_exports(name: str, report: dict | None) -> None:
@@ -54,6 +74,9 @@ def show_exports(name: str, report: dict | None) -> None:
                            on_click="ignore", disabled=not ready)
         st.caption("One web page with the score and every finding, to share or keep."
                    if ready else "Check the dataset first: the report shows what the check found.")
+        if ready and _stale(name, report):
+            st.caption(":material/update: This report was made before later edits; check again for an "
+                       "up-to-date report.")
     with cols[1]:
         ready = _available("archive")
         st.download_button("Cleaned dataset (ZIP)", partial(_dataset_zip, name), file_name=f"{name}.zip",
@@ -70,7 +93,10 @@ def show_exports(name: str, report: dict | None) -> None:
 
 def show_purge(name: str) -> None:
     """Delete the excluded images' files for good, behind a tick box that says it cannot be undone."""
-    excluded = int(cached.manifest(name)["excluded"].sum())
+    df = cached.manifest(name)
+    # what the tick box counts is what the button deletes, even if more are excluded meanwhile
+    confirmed = tuple(df.loc[df["excluded"].astype(bool), "path"])
+    excluded = len(confirmed)
     if not excluded:
         st.caption("No image is excluded, so there is nothing to delete.")
         return
@@ -79,4 +105,4 @@ def show_purge(name: str) -> None:
     sure = st.checkbox(f"Yes, delete the {excluded:,} excluded image files. This cannot be undone.",
                        key=confirm_key(name))
     st.button(f"Empty the excluded images ({excluded:,})", key="review.purge", type="primary",
-              icon=":material/delete_forever:", disabled=not sure, on_click=_purge, args=(name,))
+              icon=":material/delete_forever:", disabled=not sure, on_click=_purge, args=(name, confirmed))

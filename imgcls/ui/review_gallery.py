@@ -14,6 +14,7 @@ from imgcls.thumbs import thumbnail_path
 
 from . import cached
 from .reviewing import KEEP, SPLIT_NAMES, page_key, run_edit
+from .text import plain
 
 PAGE_SIZE = 24  # thumbnails per page: four rows of six, quick to send
 THUMB_PX = 128
@@ -97,15 +98,15 @@ def _tile(where, name: str, folder: Path, row, suggested: dict, chosen: set) -> 
         where.image(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)), caption=caption(row, suggested),
                     width="stretch")
     except (ImageProblem, OSError):  # removed or damaged since the import
-        where.warning(f"{Path(str(row.source)).name} could not be read.", icon=":material/broken_image:")
+        where.warning(f"{plain(Path(str(row.source)).name)} could not be read.", icon=":material/broken_image:")
     where.checkbox("Select", key=key, on_change=_toggled, args=(name, row.path))
     extra = []
     if row.kinds:
-        extra.append(f":orange[{row.kinds}]")
+        extra.append(f":orange[{plain(row.kinds)}]")
     if row.suspicion:
         extra.append(f"suspicion {row.suspicion:.2f}")
     if row.note:
-        extra.append(f"note: {row.note}")
+        extra.append(f"note: {plain(row.note)}")
     if extra:
         where.caption(" · ".join(extra))
 

@@ -8,6 +8,7 @@ from imgcls import workspace
 
 from . import cached
 from .reviewing import images_count, kind_title, show_finding_images, when
+from .text import plain
 
 SEVERITY = {"high": (0, ":material/error:", "red"), "medium": (1, ":material/warning:", "orange"),
             "low": (2, ":material/info:", "blue")}
@@ -141,7 +142,7 @@ def _show_finding(name: str, finding: dict, known: set, i: int) -> None:
                   key=f"review.finding.{i}", icon=":material/filter_alt:", on_click=show_finding_images,
                   args=(name, kind), help="Show only these images below, most suspicious first.")
     elif images:  # unreadable files never made it into the manifest: name them instead
-        st.caption("Files: " + ", ".join(str(p) for p in images[:5]) + (" …" if len(images) > 5 else ""))
+        st.caption("Files: " + ", ".join(plain(str(p)) for p in images[:5]) + (" …" if len(images) > 5 else ""))
 
 
 def _numbers(finding: dict) -> str:

@@ -14,6 +14,7 @@ from imgcls.thumbs import thumbnail_path
 from . import cached
 from .review_health import EXPLAIN
 from .reviewing import SPLIT_NAMES, kind_title, run_edit
+from .text import plain
 
 BIG_PX = 512
 KEYS = "123456789"  # one key per class, for the first nine classes
@@ -36,23 +37,23 @@ def _edit_and_go(name: str, action: str, path: str, value, after: str) -> None:
 
 def _details(row, suggested: dict, report: dict | None) -> None:
     info = ((report or {}).get("images") or {}).get(row.path) or {}
-    lines = [f"**{Path(str(row.source)).name}**",
-             f"Label **{row.label}** · {SPLIT_NAMES.get(row.split, row.split)} · {row.width}×{row.height} px"
+    lines = [f"**{plain(Path(str(row.source)).name)}**",
+             f"Label **{plain(row.label)}** · {SPLIT_NAMES.get(row.split, row.split)} · {row.width}×{row.height} px"
              + (" · :red-badge[excluded]" if row.excluded else "")]
     if suggested.get(row.path) and suggested[row.path] != row.label:
-        lines.append(f"The check thinks this may be **{suggested[row.path]}**.")
+        lines.append(f"The check thinks this may be **{plain(suggested[row.path])}**.")
     if row.note:
-        lines.append(f"Note: {row.note}")
+        lines.append(f"Note: {plain(row.note)}")
     st.markdown("  \n".join(lines))
     for finding in (report or {}).get("findings") or []:
         if row.path in (finding.get("images") or []):
             kind, at = finding.get("kind", ""), finding["images"].index(row.path)
             scores = finding.get("scores") or []
             number = f" (score {scores[at]:.3g})" if at < len(scores) and isinstance(scores[at], (int, float)) else ""
-            st.caption(f"**{kind_title(kind)}**{number}: {EXPLAIN.get(kind, finding.get('message', ''))}")
+            st.caption(f"**{kind_title(kind)}**{number}: {EXPLAIN.get(kind, plain(finding.get('message', '')))}")
     if info.get("suspicion"):
         st.caption(f"Suspicion {float(info['suspicion']):.2f} (0 = nothing odd, 1 = surely a problem) · "
-                   f"stored as {row.path}")
+                   f"stored as {plain(row.path)}")
 
 
 def _class_buttons(name: str, row, after: str) -> None:
@@ -61,10 +62,11 @@ def _class_buttons(name: str, row, after: str) -> None:
     row_of_buttons = st.container(horizontal=True)
     for i, label in enumerate(classes):
         key = KEYS[i] if i < len(KEYS) else None
-        row_of_buttons.button(label, key=f"review.one.assign.{label}", shortcut=key,
+        row_of_buttons.button(plain(label), key=f"review.one.assign.{label}", shortcut=key,
                               type="primary" if label == row.label else "secondary",
                               on_click=_edit_and_go, args=(name, "relabel", row.path, label, after),
-                              help="Its label now." if label == row.label else f"Relabel it as {label}, then go on.")
+                              help="Its label now." if label == row.label else
+                              f"Relabel it as {plain(label)}, then go on.")
     action = "restore" if row.excluded else "exclude"
     st.button("Restore it" if row.excluded else "Exclude it", key="review.one.exclude", shortcut="X",
               icon=":material/restore_from_trash:" if row.excluded else ":material/block:",

@@ -9,8 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from imgcls import journal
+from imgcls.workspace import WorkspaceError
 
 from . import cached
+from .text import plain
 
 # Session-state keys of this page (plain strings, small values). Filters and the page number are
 # widgets kept with persist_state, so they survive a visit to another page; their keys carry the
@@ -41,11 +43,11 @@ def notice(kind: str, text: str, where: str = "images") -> None:
 
 
 def show_notice(where: str = "images") -> None:
-    """The last edit's outcome, once, when it belongs here."""
+    """The last edit's outcome, once, when it belongs here (its class names and paths shown as typed)."""
     note = st.session_state.get(NOTICE)
     if note and note.get("where", "images") == where:
         del st.session_state[NOTICE]
-        {"success": st.success, "error": st.error}.get(note["kind"], st.info)(note["text"])
+        {"success": st.success, "error": st.error}.get(note["kind"], st.info)(plain(note["text"]))
 
 
 def when(created) -> str:
@@ -62,7 +64,7 @@ def run_edit(name: str, action: str, paths, value=None) -> bool:
     """Make one journal edit and keep its message (or why it was refused); True when it was made."""
     try:
         result = journal.edit(name, action, list(paths), value)
-    except journal.EditRefused as exc:
+    except WorkspaceError as exc:  # EditRefused, a dataset gone or locked by a long job: a plain message
         notice("error", str(exc))
         return False
     notice("success" if result.changed else "info", result.message)
@@ -192,8 +194,13 @@ def suggestions(report: dict | None) -> dict[str, str]:
 # --- undo, redo, history ----------------------------------------------------------------------------------
 
 
-def _step(name: str, kind: str) -> None:
-    result = (journal.undo if kind == "undo" else journal.redo)(name)
+def _step(name: str, kind: str, expect: int | None) -> None:
+    # `expect` is the entry the button named: another tab's newer edit is refused, not undone unseen
+    try:
+        result = (journal.undo if kind == "undo" else journal.redo)(name, expect=expect)
+    except WorkspaceError as exc:
+        notice("error", str(exc))
+        return
     if result is None:
         notice("info", f"There is nothing to {kind}.")
     else:
@@ -216,18 +223,19 @@ def undo_controls(name: str, row) -> None:
     # meant for the note or class-name box would undo a dataset edit.
     for kind, icon, keys in (("undo", ":material/undo:", "Z"), ("redo", ":material/redo:", "Y")):
         entry = nxt[kind]
-        label = f"{kind.capitalize()}: {journal.describe(entry)}" if entry else kind.capitalize()
+        label = f"{kind.capitalize()}: {plain(journal.describe(entry))}" if entry else kind.capitalize()
         row.button(label, key=f"review.{kind}", icon=icon, disabled=entry is None, on_click=_step,
-                   args=(name, kind), shortcut=keys,
+                   args=(name, kind, entry["id"] if entry else None), shortcut=keys,
                    help="Edits from every tab and the command line share one history.")
 
 
 def _entry_line(entry: dict) -> str:
     action = entry.get("action")
-    what = f"{action} of edit #{entry.get('target')}" if action in ("undo", "redo") else journal.describe(entry)
+    what = (f"{action} of edit #{entry.get('target')}" if action in ("undo", "redo")
+            else plain(journal.describe(entry)))
     if action == "purge":
         what = f"deleted {len(entry.get('changes') or []):,} excluded images for good"
-    return f"#{entry.get('id')} · {when(entry.get('time'))} · {what} · {entry.get('source', '')}"
+    return f"#{entry.get('id')} · {when(entry.get('time'))} · {what} · {plain(entry.get('source', ''))}"
 
 
 def show_history(name: str, last: int = 15) -> None:
