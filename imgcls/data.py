@@ -179,7 +179,8 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
     folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped),
-                          repeat={**repeat, "seed": seed, "ratios": list(ratios)} if repeat else {})
+                          repeat={**repeat, "seed": seed, "ratios": list(ratios),
+                                                "time": workspace.now()} if repeat else {})
     known = {} if old is None else {h: (s, lb) for h, s, lb in zip(old["hash"], old["source"], old["label"])}
     importer = _Importer(folder, report, limits, known)
     places = places if places is not None else place_by_folders([e.name for e in listing.entries])

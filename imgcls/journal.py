@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import os
-import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +179,7 @@ def _plain(v):
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    return workspace.now()
 
 
 def _next_id(name: str) -> int:
@@ -244,19 +243,20 @@ def describe(entry: dict) -> str:
 
 
 def in_force(name: str) -> list[dict]:
-    """The edits whose effect stands (made or redone, not undone), in the order they now apply."""
+    """The edits whose effect stands (made or redone, not undone), in the order they now apply; each copy
+    carries `applied_at`, the time of the edit or of its latest redo."""
     entries = history(name)
     by_id = {e.get("id"): e for e in entries}
-    applied: list[int] = []
+    applied: list[tuple[int, str]] = []
     for e in entries:  # as _stacks, but a purge stays in line: it removed files for good
         act = e.get("action")
         if act in FIELDS or act == "purge":
-            applied.append(e["id"])
-        elif act == "undo" and e.get("target") in applied:
-            applied.remove(e["target"])
+            applied.append((e["id"], e.get("time", "")))
+        elif act == "undo":
+            applied = [(i, t) for i, t in applied if i != e.get("target")]
         elif act == "redo":
-            applied.append(e.get("target"))
-    return [by_id[i] for i in applied if i in by_id]
+            applied.append((e.get("target"), e.get("time", "")))
+    return [{**by_id[i], "applied_at": t} for i, t in applied if i in by_id]
 
 
 def pending(name: str) -> dict:

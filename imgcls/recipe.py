@@ -35,13 +35,20 @@ def _call_for(record: dict, first: bool) -> str | None:
 
 
 def data_code(dataset: str) -> str:
-    """The import calls that rebuild the dataset's images and splits (or its exported ZIP when they cannot)."""
-    calls = [_call_for(r, i == 0) for i, r in enumerate(_imports(dataset))]
-    # FRESH: an existing dataset of that name is used as it is; only a copy made here gets the edits replayed
-    head = (f"from imgcls import data, workspace\n\nDATASET = {dataset!r}\n"
+    """The calls that rebuild the dataset: its imports and label edits in the order they happened (or the
+    exported ZIP, edits included, when an import cannot be repeated)."""
+    records = _imports(dataset)
+    calls = [_call_for(r, i == 0) for i, r in enumerate(records)]
+    # FRESH: an existing dataset of that name is used as it is; only a copy made here gets the steps replayed,
+    # since replaying on the user's own dataset could delete what they restored since
+    head = (f"from imgcls import data, journal, workspace\n\nDATASET = {dataset!r}\n"
             "FRESH = not workspace.dataset_exists(DATASET)\n")
     if calls and all(calls):
-        return head + "if FRESH:\n" + "".join(f"    {c}\n" for c in calls)
+        # an import tops up splits from the manifest as edited so far: the order matters
+        steps = [((r.get("repeat") or {}).get("time", ""), c) for r, c in zip(records, calls)]
+        steps += [(e.get("applied_at", ""), _edit_line(e)) for e in journal.in_force(dataset)]
+        steps.sort(key=lambda step: step[0])  # stable: records of equal (second-resolution) times keep imports first
+        return head + "if FRESH:\n" + "".join(f"    {line}\n" for _, line in steps)
     # uploads from a browser are not kept as files: the exported dataset ZIP stands in for them
     return (head + f"ZIP = {dataset + '.zip'!r}  # 'Cleaned dataset (ZIP)' on the Review page\n"
             "if FRESH:  # its manifest.csv gives each file's exact label and split, edits included\n"
@@ -51,26 +58,18 @@ def data_code(dataset: str) -> str:
 
 
 def replayable(dataset: str) -> bool:
-    """Whether data_code re-imports the original sources (so the journal's edits must be replayed)."""
+    """Whether data_code re-imports the original sources and replays the journal's edits."""
     records = _imports(dataset)
     return bool(records) and all(_call_for(r, i == 0) for i, r in enumerate(records))
 
 
-def edits_code(dataset: str) -> str:
-    """The journal's edits still in force, as journal.edit calls in the order they were made."""
-    lines = []
-    for e in journal.in_force(dataset):
-        if e["action"] == "purge":
-            paths = [c["path"] for c in e["changes"]]
-            lines.append(f"journal.purge_excluded(DATASET, {paths!r})  # deleted for good")
-            continue
-        value = "" if e["action"] in ("exclude", "restore") else f", {e['value']!r}"
-        paths = [c["path"] for c in e["changes"]]
-        lines.append(f"journal.edit(DATASET, {e['action']!r}, {paths!r}{value})  # {journal.describe(e)}")
-    if not lines:
-        return "# No edits to the labels yet (Review page)."
-    # only on the copy just imported: replaying on the user's own dataset could delete what they restored since
-    return "from imgcls import journal\n\nif FRESH:\n" + "".join(f"    {line}\n" for line in lines)
+def _edit_line(e: dict) -> str:
+    """One journal entry as the call that repeats it."""
+    paths = [c["path"] for c in e["changes"]]
+    if e["action"] == "purge":
+        return f"journal.purge_excluded(DATASET, {paths!r})  # deleted for good"
+    value = "" if e["action"] in ("exclude", "restore") else f", {e['value']!r}"
+    return f"journal.edit(DATASET, {e['action']!r}, {paths!r}{value})  # {journal.describe(e)}"
 
 
 def augment_code(pipeline: dict) -> str:
@@ -111,9 +110,8 @@ def evaluate_code(split: str = "val", tta: bool = False) -> str:
 
 def sections(dataset: str, run_id: str | None = None, split: str = "val") -> list[tuple[str, str]]:
     """(explanation, code) pairs reproducing the session, in order."""
-    out = [("Bring in the images; the same seed gives the same train/validation/test split.", data_code(dataset))]
-    if replayable(dataset):
-        out.append(("Apply the label edits made on the Review and Evaluate pages.", edits_code(dataset)))
+    out = [("Bring in the images (the same seed gives the same train/validation/test split) and repeat the label "
+            "edits made on the Review and Evaluate pages, in the order they happened.", data_code(dataset))]
     if run_id:
         config = runs.read_config(run_id)
         out.append(("The augmentation pipeline the run trained with.", augment_code(config["augment_pipeline"])))

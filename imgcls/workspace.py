@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import json
 import os
@@ -119,6 +120,11 @@ def read_json(path: Path, default=None):
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+
+
+def now() -> str:
+    """Local time to the microsecond, as the journal and import records keep it (they are ordered by it)."""
+    return datetime.datetime.now().isoformat(timespec="microseconds")
 
 
 def read_jsonl(path: Path) -> list:

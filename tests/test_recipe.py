@@ -95,7 +95,7 @@ def test_code_run_on_the_apps_own_workspace_changes_nothing(imgcls_home, tmp_pat
     journal.edit("colours", "exclude", [b])
     journal.edit("colours", "restore", [b])  # the user changed their mind
     before = workspace.read_manifest("colours")
-    exec(recipe.data_code("colours") + recipe.edits_code("colours"), {})
+    exec(recipe.data_code("colours"), {})
     assert workspace.read_manifest("colours").equals(before)
     assert (workspace.dataset_dir("colours") / b).exists()
 
@@ -119,3 +119,23 @@ def test_model_runs_are_newest_first_without_experiment_runs(imgcls_home):
     from imgcls.ui.learning import latest_run
 
     assert latest_run("d") == "20260102-000000-d-linear-bbbb"
+
+
+def test_imports_and_edits_replay_in_the_order_they_happened(imgcls_home, tmp_path, monkeypatch):
+    first = _zip_on_disk(tmp_path / "first.zip", per_class=6)
+    import_zip(first, "mixed")
+    df = workspace.read_manifest("mixed")
+    journal.edit("mixed", "move", list(df.loc[df["label"] == "red", "path"]), "train")
+    second = tmp_path / "second.zip"
+    with zipfile.ZipFile(second, "w") as zf:  # more red images: their split tops up from the edited counts
+        for i in range(8):
+            zf.writestr(f"red/more{i}.png", _png((200, 30, 30), 100 + i))
+    import_zip(second, "mixed", add=True)
+    code = recipe.data_code("mixed")
+    assert code.index("first.zip") < code.index("journal.edit") < code.index("second.zip")
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "elsewhere"))
+    exec(code, {})
+    theirs = workspace.read_manifest("mixed").set_index("hash")[["label", "split"]].sort_index()
+    monkeypatch.setenv("IMGCLS_HOME", str(imgcls_home))
+    mine = workspace.read_manifest("mixed").set_index("hash")[["label", "split"]].sort_index()
+    assert theirs.equals(mine)

@@ -28,7 +28,7 @@ def show_data_code(dataset: str) -> None:
     code = recipe.data_code(dataset) + (
         "\ndf = workspace.read_manifest(DATASET)\n"
         "print(df[~df.excluded].groupby(['label', 'split']).size().unstack(fill_value=0))\n")
-    show_code(code, "imports this dataset and counts its images per class and split")
+    show_code(code, "imports this dataset, repeats your label edits and counts its images per class and split")
 
 
 def show_augment_code(dataset: str, pipeline: dict | None) -> None:
@@ -64,12 +64,11 @@ def show_concept(key: str, expanded: bool = False) -> None:
 
 def show_review_code(dataset: str) -> None:
     """The health check and the edits made so far, as calls."""
-    edits = recipe.edits_code(dataset) if recipe.replayable(dataset) else "# (the ZIP holds your edits already)\n"
-    code = (recipe.data_code(dataset) + "\n" + edits +
+    code = (recipe.data_code(dataset) +
             "\nfrom imgcls import health\n\nreport = health.check(DATASET)\nprint(report['score'])\n"
             "for finding in report['findings']:\n"
             "    print(finding['severity'], finding['title'], len(finding['images']))\n")
-    show_code(code, "checks this dataset's health and repeats your edits")
+    show_code(code, "rebuilds this dataset with your edits and checks its health")
 
 
 def show_evaluate_code(run_id: str, split: str, tta: bool) -> None:
