@@ -196,9 +196,14 @@ def cmd_experiment(args) -> dict:
 def cmd_health(args) -> dict:
     """Check a dataset for wrong labels, copies, leaks and poor images; print the score and findings."""
     from .health import check
+    from .healthjob import run_job
 
     quiet = args.json or not sys.stderr.isatty()
-    report = check(args.name, progress=None if quiet else _print_progress, device=args.device)
+    echo = None if quiet else _print_progress
+    if args.job:  # started by the app: progress and the outcome go to datasets/NAME/health-status.json
+        report = run_job(args.name, device=args.device, echo=echo)
+    else:
+        report = check(args.name, progress=echo, device=args.device)
     if not args.json:
         print(f"Health of '{args.name}': {report['score']}/100 ({report['images_checked']} images checked)")
         for f in report["findings"]:
@@ -310,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("health", help="check a dataset: wrong labels, copies, leaks, poor images")
     p.add_argument("name")
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (features are cached either way)")
+    p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a background check started by the app
     p.set_defaults(func=cmd_health)
     p = verbs.add_parser("report", help="write the health report as one HTML file")
     p.add_argument("name")

@@ -1,6 +1,9 @@
 """Dataset health: what is wrong with a dataset's images and labels, ranked, with one score out of 100.
 
 The report is saved as datasets/<name>/health.json; `is_stale` says when later edits outdate it.
+`start` runs the check as a background process (`python -m imgcls health NAME --job`) that keeps
+datasets/<name>/health-status.json up to date (state, progress, message, pid) and logs to health-log.txt,
+so a browser refresh or a page switch does not lose it; `job_status` reads it, `stop_job` ends it.
 """
 
 from __future__ import annotations

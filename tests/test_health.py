@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from imgcls import duplicates, health, imagestats, workspace
+from imgcls import duplicates, health, healthjob, imagestats, workspace
 from imgcls.data import import_sample, import_zip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,3 +333,78 @@ def test_cli_health(imgcls_home, mk, capsys):
     assert main(["health", "nothing-here"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("imgcls: ")
+
+
+# --- the check as a background job ---------------------------------------------------------------
+
+
+def _wait_for_job(name: str, timeout: float = 120.0) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = healthjob.job_status(name)
+        if status.get("state") != "running":
+            return status
+        time.sleep(0.2)
+    healthjob.stop_job(name)
+    raise AssertionError(f"the background check did not finish in {timeout} s: {healthjob.job_status(name)}")
+
+
+def test_background_check_runs_and_saves_the_report(imgcls_home, mk):
+    import_zip(mk.zip(mk.class_members({"a": 6, "b": 6})), "d")
+    assert healthjob.job_status("d") == {}
+    healthjob.start("d")
+    first = healthjob.job_status("d")
+    assert first["state"] == "running" and first["pid"] and first["started"]
+    healthjob.start("d")  # a second start while one runs is refused quietly
+    assert healthjob.job_status("d")["pid"] == first["pid"]
+    status = _wait_for_job("d")
+    log = (workspace.dataset_dir("d") / healthjob.LOG_FILE).read_text(encoding="utf-8", errors="replace")
+    assert status["state"] == "done", (status, log)
+    assert status["progress"] == 1.0 and status["finished"] >= status["started"]
+    report = health.load("d")
+    assert report and report["images_checked"] == 12 and not health.is_stale("d", report)
+
+
+def test_a_running_check_whose_process_vanished_reads_as_failed(imgcls_home, mk):
+    import_zip(mk.zip(mk.class_members({"a": 2, "b": 2})), "d")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    workspace.atomic_write_json(workspace.dataset_dir("d") / healthjob.STATUS_FILE,
+                                {"state": "running", "progress": 0.3, "message": "Reading images",
+                                 "pid": gone.pid, "started": 0})
+    status = healthjob.job_status("d")
+    assert status["state"] == "failed" and "stopped unexpectedly" in status["message"]
+    assert healthjob.stop_job("d")["state"] == "failed"  # nothing to stop
+
+
+def test_a_failing_job_writes_a_plain_message(imgcls_home, mk, monkeypatch):
+    import_zip(mk.zip(mk.class_members({"a": 2, "b": 2})), "d")
+
+    def broken(name, **kw):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore details")
+
+    monkeypatch.setattr(health, "check", broken)
+    (workspace.dataset_dir("d") / healthjob.LOG_FILE).write_text("")
+    with pytest.raises(RuntimeError):
+        healthjob.run_job("d")
+    status = healthjob.job_status("d")
+    assert status["state"] == "failed" and "ran out of memory" in status["message"]
+    assert "\n" not in status["message"] and healthjob.LOG_FILE in status["message"]
+    assert "Traceback" in (workspace.dataset_dir("d") / healthjob.LOG_FILE).read_text()
+
+
+def test_stop_job_ends_the_check(imgcls_home, mk):
+    import_zip(mk.zip(mk.class_members({"a": 2, "b": 2})), "d")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    workspace.atomic_write_json(workspace.dataset_dir("d") / healthjob.STATUS_FILE,
+                                {"state": "running", "progress": 0.1, "message": "x", "pid": sleeper.pid,
+                                 "started": 0})
+    try:
+        assert healthjob.job_status("d")["state"] == "running"
+        assert healthjob.stop_job("d")["state"] == "cancelled"
+        assert sleeper.wait(timeout=10) is not None
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()

@@ -1,18 +1,19 @@
 """AppTest of the Review page: health summary and findings, gallery filters, bulk edits, undo/redo,
 one-at-a-time mode, selections kept across pages, purge and exports."""
 
+import subprocess
 import sys
-import types
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import imgcls
 from imgcls import journal, workspace
 from imgcls.data import import_zip
 from imgcls.ui import nav
 from imgcls.ui.review_gallery import NEW_CLASS
+from imgcls.ui.text import plain
 from apphelpers import metric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,14 +62,11 @@ def a_report(name="d") -> dict:
 
 @pytest.fixture
 def fake_health(monkeypatch):
-    """health.load/check/is_stale replaced by a stand-in that keeps its report in memory."""
+    """health.load/check/start/is_stale replaced by a stand-in that keeps its report in memory; its start
+    runs the check at once, in this process, and leaves a finished job status behind."""
+    from imgcls import health, healthjob
+
     saved = {}
-    try:
-        from imgcls import health
-    except ImportError:  # not written yet: stand in a module of our own
-        health = types.ModuleType("imgcls.health")
-        monkeypatch.setitem(sys.modules, "imgcls.health", health)
-        monkeypatch.setattr(imgcls, "health", health, raising=False)
 
     def check(name, *, progress=None, device="cpu"):
         for i in range(3):
@@ -77,7 +75,14 @@ def fake_health(monkeypatch):
         saved[name] = a_report(name)
         return saved[name]
 
-    monkeypatch.setattr(health, "check", check, raising=False)
+    def start(name, device="cpu"):
+        check(name)
+        workspace.atomic_write_json(workspace.dataset_dir(name) / healthjob.STATUS_FILE,
+                                    {"state": "done", "progress": 1.0, "message": "Finished", "pid": None,
+                                     "started": 0, "finished": 1})
+
+    monkeypatch.setattr(health, "check", check)
+    monkeypatch.setattr(healthjob, "start", start)
     monkeypatch.setattr(health, "load", lambda name: saved.get(name), raising=False)
     monkeypatch.setattr(health, "is_stale", lambda name, report: bool(journal.history(name)), raising=False)
     return saved
@@ -405,16 +410,100 @@ def test_download_buttons_make_their_files_on_click(dataset, fake_health):
     assert not at.exception
 
 
-def test_the_real_health_check_on_a_tiny_dataset(dataset):
-    health = pytest.importorskip("imgcls.health")
+def wait_for_check(name="d", timeout=120) -> dict:
+    from imgcls import healthjob
+
+    deadline = time.monotonic() + timeout
+    while healthjob.job_status(name).get("state") == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = healthjob.job_status(name)
+    if status.get("state") == "running":
+        healthjob.stop_job(name)
+    return status
+
+
+def test_the_real_health_check_runs_in_the_background(dataset):
+    from imgcls import health, healthjob
+
     at = open_review()
-    at.button(key="review.check").click().run(timeout=300)
+    at.button(key="review.check").click().run()
     assert not at.exception
+    try:
+        status = healthjob.job_status("d")
+        assert (workspace.dataset_dir("d") / healthjob.STATUS_FILE).exists() and status["pid"]
+        if status["state"] == "running":  # drawn while it runs: the live progress, no second start
+            assert at.get("progress") and not [b for b in at.button if b.key == "review.check"]
+            assert at.button(key="review.check.stop").label == "Stop the check"
+            assert len(at.image) == 12  # the gallery stays usable meanwhile
+    finally:
+        status = wait_for_check()
+    log = (workspace.dataset_dir("d") / healthjob.LOG_FILE).read_text(encoding="utf-8", errors="replace")
+    assert status["state"] == "done", (status, log)
+    at.run()
     saved = health.load("d")
     assert saved and metric(at, "Health score") == f"{saved['score']}/100"
     assert at.button(key="review.check").label == "Check again"
+    assert not at.get("progress")
     assert not any("edited the dataset since" in w.value for w in at.warning)
     journal.edit("d", "exclude", [workspace.read_manifest("d")["path"][0]])
     at.run()
     assert any("edited the dataset since" in w.value for w in at.warning)
+    assert not at.exception
+
+
+@pytest.fixture
+def sleeper():
+    """A process that stands in for a running check, ended afterwards."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def write_status(name="d", **fields):
+    from imgcls import healthjob
+
+    workspace.atomic_write_json(workspace.dataset_dir(name) / healthjob.STATUS_FILE,
+                                {"progress": 0.0, "message": "", "pid": None, "started": time.time(), **fields})
+
+
+def test_a_running_check_shows_its_progress_after_a_refresh_and_can_be_stopped(dataset, fake_health, sleeper):
+    fake_health["d"] = a_report()  # an older report stays on show while the new check runs
+    write_status(state="running", progress=0.4, message="Reading images (5 of 12)", pid=sleeper.pid)
+    at = open_review()  # a fresh session, as after a browser refresh
+    [bar] = at.get("progress")
+    assert bar.proto.text == plain("Reading images (5 of 12)") and bar.proto.value == 40
+    assert metric(at, "Health score") == "72/100"
+    assert at.button(key="review.check").disabled  # no second check while one runs
+    at.switch_page(nav.DATA.path).run()
+    at.switch_page(REVIEW).run()
+    assert len(at.get("progress")) == 1  # still there on coming back
+    at.button(key="review.check.stop").click().run()
+    assert sleeper.wait(timeout=10) is not None
+    from imgcls import healthjob
+
+    assert healthjob.job_status("d")["state"] == "cancelled"
+    assert not at.get("progress") and not at.button(key="review.check").disabled
+    assert not at.exception
+
+
+def test_a_failed_check_says_why(dataset, fake_health):
+    write_status(state="failed", message="The check stopped with an error: disk full.")
+    at = open_review()
+    assert [e.value for e in at.error] == ["The check stopped with an error: disk full."]
+    assert at.button(key="review.check").label == "Check my dataset" and not at.get("progress")
+    at.button(key="review.check").click().run()  # checking again clears it
+    assert metric(at, "Health score") == "72/100" and not at.error
+    assert not at.exception
+
+
+def test_a_check_whose_process_vanished_reads_as_failed(dataset, fake_health):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    write_status(state="running", progress=0.2, message="Reading images", pid=gone.pid, started=0)
+    at = open_review()
+    assert not at.get("progress")
+    assert any("stopped unexpectedly" in e.value for e in at.error)
+    assert at.button(key="review.check").label == "Check my dataset"
     assert not at.exception

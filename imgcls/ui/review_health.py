@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgcls import workspace
+from imgcls import health, healthjob, workspace
 
 from . import cached
 from .reviewing import images_count, kind_title, show_finding_images, when
@@ -49,60 +49,71 @@ CHECKS = ("unreadable files, exact and near duplicates, the same image in traini
           "blurry images, odd ones out, and images that are probably labelled wrong")
 
 
-def _health():
-    """The health module, or None while it is not installed (the rest of the page still works)."""
-    try:
-        from imgcls import health
-    except ImportError:
-        return None
-    return health
-
-
 def score_word(score: float) -> str:
     """good / fair / poor for a health score out of 100."""
     return "good" if score >= 80 else "fair" if score >= 50 else "poor"
 
 
-def _run_check(health, name: str) -> dict | None:
-    bar = st.progress(0.0, text="Starting the check…")
-
-    def progress(fraction: float, text: str = "") -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=text or "Checking…")
-
+def _start_check(name: str) -> None:
+    """Start the check in the background and draw the page again, now with its progress."""
     try:
-        report = health.check(name, progress=progress)
-    except (workspace.WorkspaceError, OSError, ValueError, RuntimeError, ImportError) as exc:
-        bar.empty()  # out of memory, missing weights, a file gone: a plain message, the page stays usable
-        st.error(f"The check could not finish: {exc}")
-        return None
-    bar.empty()
-    return report
+        healthjob.start(name)
+    except (workspace.WorkspaceError, OSError, ValueError) as exc:  # the dataset gone, no process to spawn
+        st.error(plain(f"The check could not start: {exc}"))
+        return
+    st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def show_live(name: str) -> None:
+    """Progress of the running check, refreshed every second; draws the whole page again when it ends."""
+    status = healthjob.job_status(name)
+    if status.get("state") != "running":
+        st.rerun()  # the whole page: the new score and findings, or what went wrong
+    fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
+    st.progress(fraction, text=plain(status.get("message") or "Checking…"))
+    st.caption("The check runs in the background: you can keep reviewing, or visit other pages and come back.")
+    if st.button("Stop the check", key="review.check.stop", icon=":material/stop:"):
+        healthjob.stop_job(name)
+        st.rerun()
+
+
+def _show_job_outcome(status: dict) -> None:
+    """What went wrong in the last background check, if it failed."""
+    if status.get("state") == "failed":
+        st.error(plain(status.get("message") or "The check could not finish."), icon=":material/error:")
 
 
 def health_controls(name: str) -> dict | None:
-    """The last health report with its score, or the call to run the first check; None if never checked."""
-    health = _health()
-    if health is None:
-        st.info("The dataset health check is not installed here; you can still review images below.")
-        return None
+    """The last health report with its score, or the call to run the first check; None if never checked.
+
+    The check runs as a background process (`healthjob.start`); while it runs, a live progress bar shows here,
+    also after a browser refresh or a visit to another page."""
     report = health.load(name)
+    status = healthjob.job_status(name)
+    running = status.get("state") == "running"
     if report is None:
         st.markdown(f"**Not checked yet.** The check looks for {CHECKS}. It takes a few seconds to a few "
                     "minutes, by the number of images, and changes nothing: you decide what to fix.")
-        if not st.button("Check my dataset", key="review.check", type="primary",
-                         icon=":material/health_and_safety:"):
+        if running:
+            show_live(name)
             return None
-        if _run_check(health, name) is not None:
-            st.rerun()  # drawn again as a checked dataset: score, findings, the report download
+        _show_job_outcome(status)
+        if st.button("Check my dataset", key="review.check", type="primary", icon=":material/health_and_safety:"):
+            _start_check(name)
         return None
     row = st.container(horizontal=True, vertical_alignment="center", gap="large")
     scores = row.container(horizontal=True, gap="large", width="content")  # drawn first, filled below
-    again = row.button("Check again", key="review.check", icon=":material/refresh:",
+    again = row.button("Check again", key="review.check", icon=":material/refresh:", disabled=running,
                        help="Run every check anew, after your edits for example.")
-    if again and _run_check(health, name) is not None:
-        st.rerun()
+    if again:
+        _start_check(name)
     show_score(report, scores)
-    if not again and health.is_stale(name, report):
+    if running:
+        show_live(name)
+        return report
+    _show_job_outcome(status)
+    if health.is_stale(name, report):
         st.warning("You have edited the dataset since this check: press **Check again** to update the findings.",
                    icon=":material/update:")
     return report
