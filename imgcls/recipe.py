@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def session_script(dataset: str, run_id: str | None = None, split: str = "val") 
     """The session as one runnable Python script."""
     parts = ['"""Reproduces an imgcls session: run with `python this_file.py` where imgcls is installed."""\n']
     for text, code in sections(dataset, run_id, split):
-        parts.append("\n".join(f"# {line}" for line in text.splitlines()) + "\n" + code)
+        parts.append("\n".join(f"# {line}" for line in textwrap.wrap(text, 100)) + "\n" + code)
     return "\n".join(parts)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -145,10 +147,11 @@ def show_session_export(dataset: str | None) -> None:
                 + (f", the augmentation and training of run **{run_id}**, and its evaluation" if run_id else "")
                 + ". Run the script, or open the notebook in Jupyter, to repeat it step by step.")
     left, right = st.columns(2)
-    left.download_button("Download as a Python script", recipe.session_script(dataset, run_id),
+    # built on click only: a long journal makes these large, and the page reruns often
+    left.download_button("Download as a Python script", partial(recipe.session_script, dataset, run_id),
                          file_name=f"{dataset}-session.py", mime="text/x-python", key="learn.export.py",
                          icon=":material/code:")
-    right.download_button("Download as a Jupyter notebook", recipe.session_notebook(dataset, run_id),
+    right.download_button("Download as a Jupyter notebook", partial(recipe.session_notebook, dataset, run_id),
                           file_name=f"{dataset}-session.ipynb", mime="application/x-ipynb+json",
                           key="learn.export.ipynb", icon=":material/description:")
     if not recipe.replayable(dataset):
