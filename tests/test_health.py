@@ -408,3 +408,18 @@ def test_stop_job_ends_the_check(imgcls_home, mk):
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+
+
+def test_is_stale_answers_from_the_file_stamp_and_else_from_the_content(imgcls_home, mk):
+    from imgcls import journal
+
+    import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "st")
+    df = workspace.read_manifest("st")
+    report = {"manifest_digest": health.manifest_digest(df), "manifest_stamp": health._stamp("st")}
+    assert not health.is_stale("st", report)
+    assert not health.is_stale("st", {**report, "manifest_digest": "not read"})  # untouched file: no read
+    journal.edit("st", "exclude", [df["path"].iloc[0]])
+    assert health.is_stale("st", report)
+    journal.undo("st")  # the file changed, its content is back: not stale
+    assert not health.is_stale("st", report)
+    assert health.is_stale("st", None)

@@ -127,7 +127,8 @@ def test_one_class_dataset_is_a_plain_error_and_starts_nothing():
     assert not at.exception
 
 
-def test_stop_ends_a_running_finetune_run():
+def start_long_finetune() -> tuple[AppTest, str]:
+    """The Train page with a long finetune run of the shapes sample started from it and running."""
     shapes()
     at = open_train()
     choose_long_finetune(at)
@@ -135,6 +136,11 @@ def test_stop_ends_a_running_finetune_run():
     run_id = the_run()
     assert runs.read_config(run_id)["strategy"] == "finetune"
     poll(at, lambda a: state_of(run_id) == "running", "the finetune run to start", limit=60)
+    return at, run_id
+
+
+def test_stop_ends_a_running_finetune_run():
+    at, run_id = start_long_finetune()
     pid = runs.read_status(run_id)["pid"]
     started = time.monotonic()
     at.button(key=f"train.stop.{run_id}").click().run()
@@ -146,12 +152,7 @@ def test_stop_ends_a_running_finetune_run():
 
 
 def test_second_run_waits_in_the_queue_and_can_be_cancelled():
-    shapes()
-    at = open_train()
-    choose_long_finetune(at)
-    at.button(key="train.start").click().run()
-    first = the_run()
-    poll(at, lambda a: state_of(first) == "running", "the first run to start", limit=60)
+    at, first = start_long_finetune()
     time.sleep(1)  # distinct run ids (they carry the second)
     at.button(key="train.start").click().run()
     second = the_run()
