@@ -10,10 +10,11 @@ st.title("Evaluate")
 dataset = state.active_dataset()
 run_id = evaluating.run_controls(dataset)
 if not run_id:
-    st.info("There is no finished training run yet. Train a model on the Train page, then come back here "
+    st.info("There is no training run with a model yet. Train a model on the Train page, then come back here "
             "to see what it gets right and wrong.")
     st.page_link(nav.TRAIN.path, label="Go to the Train page", icon=":material/arrow_forward:")
     st.stop()
+evaluating.show_run_note(run_id)
 
 config = runs.read_config(run_id)
 split = st.session_state.get(evaluating.SPLIT, "val")
@@ -34,13 +35,7 @@ with results_tab:
         st.subheader("What it confuses")
         st.caption("Rows are the true classes, columns the predictions; colour is the share of the row. "
                    "Click a cell to see its images.")
-        gallery = eval_gallery.Gallery(run_id, config["dataset"], tuple(result["classes"]),
-                                       eval_gallery.overlay_controls())
-        evaluating.show_confusion(split, result, table, gallery)
-
-        st.subheader("Most confident mistakes")
-        eval_gallery.show_fix_help()
-        eval_gallery.show_worst(table, gallery)
+        eval_gallery.show_images(run_id, config["dataset"], split, result, table)  # a fragment, with the mistakes
 
         tag = f"{run_id}.{split}{'.tta' if tta else ''}"
         left, right = st.columns(2)

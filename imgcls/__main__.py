@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import workspace
@@ -75,7 +76,10 @@ def cmd_backbones(args) -> dict:
 
 def cmd_train(args) -> dict:
     """Train a classifier on a dataset (or run/resume a prepared run) and report the result."""
-    from . import dist, runs
+    from . import dist, jobs, runnames, runs
+
+    if args.run and dist.is_main():  # a run the app started: queue for the device, then show it running,
+        jobs.claim_device(args.run)  # before importing torch, which takes seconds
     from .train import TrainConfig, prepare_run, resolve_device, run
 
     echo = (lambda text: print(text, file=sys.stderr)) if args.json else print
@@ -96,9 +100,18 @@ def cmd_train(args) -> dict:
                              layer_decay=args.layer_decay, unfreeze=args.unfreeze, head_epochs=args.head_epochs,
                              task="lr_find" if args.lr_find else "train")
         run_id = dist.share(prepare_run(config) if dist.is_main() else None)
-        echo(f"Run {run_id}: {runs.run_dir(run_id)}")
+        echo(f"Run {run_id} ({runnames.display_name(run_id)}): {runs.run_dir(run_id)}")
     try:
         result = run(run_id, echo=echo, resume=bool(args.resume))
+    except KeyboardInterrupt:  # Ctrl-C is a stop by the user too: the model saved so far stays usable
+        kept = "; the best model so far is kept." if runs.kept_model(run_id) else " before it saved a model."
+        runs.write_status(run_id, state="cancelled", message=f"Stopped by the user (Ctrl-C){kept}",
+                          finished=time.time())
+        raise
+    except Exception:
+        if runs.read_status(run_id).get("state") != "cancelled":
+            raise
+        raise RuntimeError(_stopped_message(run_id)) from None  # Stop (or `imgcls stop`) ended it
     finally:
         dist.cleanup()
     if not args.json and "suggestion" in result:
@@ -106,29 +119,60 @@ def cmd_train(args) -> dict:
     elif not args.json:
         print(f"Done: validation accuracy {result['val_accuracy']:.3f}, loss {result['val_loss']:.3f}, "
               f"{result['epochs']} epochs in {result['seconds']:.1f} s on {result['device']}.")
-    return result
+    return {**result, "name": runnames.display_name(run_id)}
+
+
+def run_row(run_id: str) -> dict:
+    """One run as the command line lists it: id (the key), name, how it ended, its model's accuracy."""
+    from . import runnames, runs
+
+    config, status = runs.read_config(run_id), runs.read_status(run_id)
+    result = status.get("result") or {}
+    return {"run": run_id, "name": runnames.display_name(run_id, config), "dataset": config.get("dataset"),
+            "strategy": config.get("strategy"), "task": config.get("task", "train"),
+            **{k: status.get(k) for k in ("state", "progress", "message")},
+            "val_accuracy": result.get("val_accuracy"), "best_epoch": result.get("best_epoch"),
+            "stopped_early": runs.stopped_early(status), "usable": runs.usable(run_id, config, status)}
+
+
+def _stopped_message(run_id: str) -> str:
+    """What a stopped training command says: the run, and the model it kept (if it saved one)."""
+    from . import runs
+
+    row, status = run_row(run_id), runs.read_status(run_id)
+    if not row["usable"]:
+        return f"Run {run_id} ({row['name']}) was stopped before it saved a model."
+    return (f"Run {run_id} ({row['name']}) was stopped. {runs.stopped_summary(runs.read_config(run_id), status)} "
+            f"Evaluate it: python -m imgcls evaluate {run_id}")
 
 
 def cmd_runs(args) -> dict:
-    """List training runs with their state."""
-    from . import runs
+    """List training runs with their names and state, or rename one (`runs rename RUN NAME`)."""
+    from . import runnames, runs
 
-    rows = [{"run": r, **{k: runs.read_status(r).get(k) for k in ("state", "progress", "message")}}
-            for r in runs.list_runs()]
+    if getattr(args, "action", None) == "rename":
+        name = runnames.rename_run(args.run, args.name)
+        if not args.json:
+            print(f"{args.run} is now called '{name}'.")
+        return {"run": args.run, "name": name}
+    rows = [run_row(r) for r in runs.list_runs()]
     if not args.json:
         for row in rows:
-            print(f"{row['run']:<48} {row['state'] or '?':<12} {row['message'] or ''}")
+            acc = f"{row['val_accuracy']:.1%}" if isinstance(row["val_accuracy"], (int, float)) else "–"
+            state = "stopped early" if row["stopped_early"] else row["state"] or "?"
+            print(f"{row['name'][:32]:<32} {state:<14} {acc:>6}  {row['run']}  {row['message'] or ''}")
     return {"runs": rows}
 
 
 def cmd_stop(args) -> dict:
-    """Stop a running or queued training job."""
+    """Stop a running or queued training job; the best model it saved so far stays usable."""
     from .jobs import stop
 
-    status = stop(args.run)
+    stop(args.run)
+    row = run_row(args.run)
     if not args.json:
-        print(f"{args.run}: {status.get('state')}")
-    return {"run": args.run, "state": status.get("state")}
+        print(f"{args.run} ({row['name']}): {row['state']}. {row['message'] or ''}")
+    return row
 
 
 def cmd_evaluate(args) -> dict:
@@ -137,9 +181,12 @@ def cmd_evaluate(args) -> dict:
     from .train import resolve_device
 
     result = evaluate(args.run, args.split, args.tta, resolve_device(args.device))
+    row = run_row(args.run)
+    result = {**result, "name": row["name"], "stopped_early": row["stopped_early"]}
     if not args.json:
-        print(f"{args.run} on {args.split}{' with TTA' if args.tta else ''}: accuracy {result['accuracy']:.3f}, balanced {result['balanced_accuracy']:.3f}, "
-              f"macro F1 {result['macro_f1']:.3f}, ECE {result['ece']:.3f}")
+        print(f"{row['name']}{' (stopped early)' if row['stopped_early'] else ''}, {args.run}, on {args.split}"
+              f"{' with TTA' if args.tta else ''}: accuracy {result['accuracy']:.3f}, "
+              f"balanced {result['balanced_accuracy']:.3f}, macro F1 {result['macro_f1']:.3f}, ECE {result['ece']:.3f}")
         for name, row in result["per_class"].items():
             print(f"  {name:<20} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
                   f"F1 {row['f1']:.3f}  ({row['support']} images)")
@@ -172,10 +219,13 @@ def cmd_export(args) -> dict:
 
     out = export_run(args.run, args.out)
     files = sorted(p.name for p in out.iterdir())
+    row = run_row(args.run)
     if not args.json:
-        print(f"Exported {args.run} to {out}: {', '.join(files)}")
+        print(f"Exported {row['name']} ({args.run}"
+              f"{', stopped early' if row['stopped_early'] else ''}) to {out}: {', '.join(files)}")
         print(f"Try it: cd {out} && python predict.py goldens/*.*")
-    return {"run": args.run, "out": str(out), "files": files}
+    return {"run": args.run, "name": row["name"], "stopped_early": row["stopped_early"], "out": str(out),
+            "files": files}
 
 
 def cmd_experiment(args) -> dict:
@@ -282,7 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # a run prepared by the app
     p.set_defaults(func=cmd_train)
-    verbs.add_parser("runs", help="list training runs").set_defaults(func=cmd_runs)
+    p = verbs.add_parser("runs", help="list training runs, or rename one: runs rename RUN NAME")
+    p.set_defaults(func=cmd_runs)
+    p = p.add_subparsers(dest="action").add_parser("rename", help="give a run a new name (the id stays)")
+    p.add_argument("run")
+    p.add_argument("name", help="a new name: at most 60 characters, no control characters")
+    # given after the names; `runs --json rename …` keeps the flag read before them
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
     p = verbs.add_parser("evaluate", help="metrics and predictions of a run on a split")
     p.add_argument("run")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])

@@ -40,12 +40,14 @@ def member_names(df: pd.DataFrame) -> list[str]:
     return names
 
 
-def export_dataset(name: str, include_excluded: bool = False) -> bytes:
-    """The cleaned dataset: <split>/<class>/<file> for every kept image, plus manifest.csv and the journal."""
+def export_dataset(name: str, include_excluded: bool = False, rows: pd.DataFrame | None = None) -> bytes:
+    """The cleaned dataset: <split>/<class>/<file> for every kept image, plus manifest.csv and the journal.
+
+    With `rows` (manifest rows, such as those a run trained on), those instead of the dataset as it is now."""
     from . import journal
 
     folder = workspace.dataset_dir(name)
-    df = workspace.read_manifest(name)
+    df = workspace.read_manifest(name) if rows is None else rows
     if not include_excluded:
         df = df[~df["excluded"]]
     df = df.sort_values(["split", "label", "source"], kind="stable").reset_index(drop=True)

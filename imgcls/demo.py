@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 
 from . import runs, workspace
 
@@ -12,14 +10,9 @@ def _path():
     return workspace.home() / "demos.json"
 
 
-@contextlib.contextmanager
 def _locked():
     """One writer of demos.json at a time (two tabs publishing at once lose nothing)."""
-    path = workspace.home() / "locks" / "demos.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+    return workspace.file_lock("demos.lock")
 
 
 def published() -> list[str]:
@@ -33,10 +26,11 @@ def is_published(run_id: str | None) -> bool:
 
 
 def publish(run_id: str) -> None:
-    """Open the demo link of a finished run with a saved model."""
-    status = runs.read_status(run_id)
-    if status.get("state") != "done" or not (runs.run_dir(run_id) / "model.safetensors").exists():
-        raise workspace.WorkspaceError("Only a finished run with a saved model can be shared as a demo.")
+    """Open the demo link of a run with a saved model: finished, or stopped early after saving one."""
+    config = workspace.read_json(runs.run_dir(run_id) / "config.json", {}) or {}
+    if not runs.usable(run_id, config, runs.read_status(run_id)):
+        raise workspace.WorkspaceError("Only a run with a saved model (finished, or stopped early after saving "
+                                       "one) can be shared as a demo.")
     with _locked():
         workspace.atomic_write_json(_path(), {"published": sorted(set(published()) | {run_id})})
 

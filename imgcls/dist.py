@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
-import torch
-import torch.distributed as td
+# torch is imported only where a process group is made or used: the app reads and writes runs through this
+# module on every page, and importing torch there costs the server seconds on a page that needs no model.
+
+
+def _td():
+    """torch.distributed when already loaded in this process, else None (then no process group can be up)."""
+    return sys.modules.get("torch.distributed")
 
 
 def world_size() -> int:
@@ -16,7 +22,7 @@ def world_size() -> int:
 
 def rank() -> int:
     """This process's rank (0 when run plainly)."""
-    return td.get_rank() if td.is_available() and td.is_initialized() else int(os.environ.get("RANK", "0"))
+    return _td().get_rank() if active() else int(os.environ.get("RANK", "0"))
 
 
 def is_main() -> bool:
@@ -26,12 +32,16 @@ def is_main() -> bool:
 
 def active() -> bool:
     """Whether a process group is up."""
-    return td.is_available() and td.is_initialized()
+    td = _td()
+    return td is not None and td.is_available() and td.is_initialized()
 
 
 def setup(device: str) -> None:
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
     if world_size() > 1 and not active():
+        import torch
+        import torch.distributed as td
+
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -43,7 +53,7 @@ def share(value):
     if not active():
         return value
     box = [value if is_main() else None]
-    td.broadcast_object_list(box, src=0)
+    _td().broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -54,7 +64,7 @@ def local_device(device: str) -> str:
     return device
 
 
-def weights_digest(model: torch.nn.Module) -> str:
+def weights_digest(model) -> str:
     """A checksum of the weights, to show that every process ended with the same model."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -66,4 +76,4 @@ def weights_digest(model: torch.nn.Module) -> str:
 def cleanup() -> None:
     """Leave the process group."""
     if active():
-        td.destroy_process_group()
+        _td().destroy_process_group()

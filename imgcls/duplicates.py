@@ -93,3 +93,51 @@ def leak_effect(name: str, leaked: set[str]) -> dict:
     if finished:
         return {"run": finished[0], "note": "The latest run has no saved validation predictions: evaluate it."}
     return {"note": "No finished training run on this dataset yet."}
+
+
+def _groups_words(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
+def _leak_words(details: dict) -> list[str]:
+    by_split = details.get("by_split") or {}
+    where = [f"{n} in {'validation' if s == 'val' else s}" for s, n in by_split.items() if n]
+    parts = [f"Of the copies to act on, {' and '.join(where)}."] if where else []
+    if details.get("accuracy") is not None and details.get("accuracy_without_leaks") is not None:
+        parts.append(f"Run {details.get('run')} scored {details['accuracy']:.1%} on validation; without these "
+                     f"copies it scores {details['accuracy_without_leaks']:.1%}, the fairer figure.")
+    elif details.get("note"):
+        parts.append(str(details["note"]))
+    return parts
+
+
+def describe(finding: dict) -> str:
+    """A copy finding's numbers in plain words: how many groups, where the leaks are, which labels clash."""
+    kind, groups, details = finding.get("kind"), finding.get("groups") or [], finding.get("details") or {}
+    parts = []
+    if kind in ("exact_duplicate", "near_duplicate") and groups:
+        extra = sum(len(g) - 1 for g in groups)
+        parts.append(f"They form {_groups_words(len(groups), 'group')} of copies: keeping one of each means "
+                     f"{_groups_words(extra, 'image')} fewer.")
+    elif kind == "leakage":
+        verb = "appears" if len(groups) == 1 else "appear"
+        parts += [f"{_groups_words(len(groups), 'picture')} {verb} both in training and in validation or test."]
+        parts += _leak_words(details)
+    elif kind == "conflicting_labels" and groups:
+        pairs = [" and ".join(labels) for labels in details.get("labels") or []]
+        named = ", ".join(dict.fromkeys(pairs[:3])) + (", …" if len(set(pairs)) > 3 else "")
+        parts.append(f"{_groups_words(len(groups), 'picture')} carr{'ies' if len(groups) == 1 else 'y'} more than "
+                     f"one label ({named}).")
+    return " ".join(parts)
+
+
+def group_settled(kind: str, members: list[dict | None]) -> bool:
+    """Whether a group of copies no longer needs action, judged on its members as they are now
+    (dicts with label, split and excluded; None for a member deleted since)."""
+    live = [m for m in members if m is not None and not m["excluded"]]
+    if kind == "leakage":
+        splits = {m["split"] for m in live}
+        return "train" not in splits or not splits & set(HELD_OUT)
+    if kind == "conflicting_labels":
+        return len({m["label"] for m in live}) <= 1
+    return len(live) <= 1

@@ -10,12 +10,24 @@ from plotly.colors import qualitative
 from .compare import confusion_difference
 
 BAR_COLOUR, GAP_COLOUR = "#4C78A8", "#E45756"
+# Every share the Evaluate page shows has one decimal (81.8% beside 80.0%, never 81.82% beside 80%): in text,
+# in tables (PERCENT_COLUMN, on values scaled to 0-100) and in hover labels (PERCENT_HOVER, d3 format).
+PERCENT_COLUMN, PERCENT_HOVER = "%.1f%%", ".1%"
 
 
-def per_class_frame(result: dict) -> pd.DataFrame:
-    """One row per class: precision, recall, F1 and how many images of it the split holds."""
+def percent(share: float) -> str:
+    """A share (0-1) as the Evaluate page writes it: 81.8%."""
+    return f"{share:.1%}"
+
+
+def per_class_frame(result: dict, percent_scale: bool = False) -> pd.DataFrame:
+    """One row per class: precision, recall, F1 and how many images of it the split holds; precision and
+    recall as percentages (0-100) with percent_scale, for a table formatted with PERCENT_COLUMN."""
     rows = [{"class": c, **result["per_class"][c]} for c in result["classes"]]
-    return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+    frame = pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+    if percent_scale:
+        frame[["precision", "recall"]] = frame[["precision", "recall"]] * 100
+    return frame
 
 
 def confusion_figure(result: dict) -> go.Figure:
@@ -35,7 +47,8 @@ def confusion_figure(result: dict) -> go.Figure:
         marker=dict(symbol="square", size=max(10, min(80, int(0.9 * (size - 120) / len(classes)))),
                     color="rgba(0,0,0,0)"),
         customdata=[[c[2], c[3]] for c in cells],
-        hovertemplate="really %{y}, predicted %{x}<br>%{customdata[0]} images (%{customdata[1]:.0%} of %{y})"
+        hovertemplate=f"really %{{y}}, predicted %{{x}}<br>%{{customdata[0]}} images "
+                      f"(%{{customdata[1]:{PERCENT_HOVER}}} of %{{y}})"
                       "<extra></extra>",
     ))
     fig.update_xaxes(title_text="Predicted", type="category", side="bottom")
@@ -72,7 +85,8 @@ def reliability_figure(result: dict) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(x=mids, y=[b["accuracy"] for b in bins], width=width, name="Accuracy",
                          marker_color=BAR_COLOUR, customdata=[b["count"] for b in bins],
-                         hovertemplate="confidence %{x:.0%}: accuracy %{y:.0%} of %{customdata} images"
+                         hovertemplate=f"confidence %{{x:{PERCENT_HOVER}}}: accuracy %{{y:{PERCENT_HOVER}}} of "
+                                       "%{customdata} images"
                                        "<extra></extra>"))
     fig.add_trace(go.Scatter(x=mids, y=[b["confidence"] for b in bins], mode="markers", name="Mean confidence",
                              marker=dict(color=GAP_COLOUR, size=8)))
@@ -88,8 +102,8 @@ def top_k_figure(top: list[tuple[str, float]]) -> go.Figure:
     """The top-k class probabilities of one image as horizontal bars, the likeliest on top."""
     names, probs = [str(c) for c, _ in top], [p for _, p in top]
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=BAR_COLOUR,
-                           text=[f"{p:.1%}" for p in probs], textposition="auto",
-                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+                           text=[percent(p) for p in probs], textposition="auto",
+                           hovertemplate=f"%{{y}}: %{{x:{PERCENT_HOVER}}}<extra></extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_layout(height=60 + 32 * len(names), margin=dict(t=10, b=10, l=10, r=10))
@@ -132,7 +146,8 @@ def roc_figure(table: pd.DataFrame, classes: list[str]) -> go.Figure:
         name = curve["class"] if len(classes) > 2 else f"{curve['class']} vs {classes[0]}"
         fig.add_trace(go.Scatter(x=curve["fpr"], y=curve["tpr"], mode="lines",
                                  line=dict(color=colours[n % len(colours)]), name=f"{name} (AUC {curve['auc']:.3f})",
-                                 hovertemplate=f"{name}: %{{y:.0%}} found at %{{x:.0%}} false alarms<extra></extra>"))
+                                 hovertemplate=f"{name}: %{{y:{PERCENT_HOVER}}} found at "
+                                               f"%{{x:{PERCENT_HOVER}}} false alarms<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="Chance", line=dict(color="#888", dash="dot")))
     fig.update_xaxes(title_text="False positive rate (other classes flagged)", range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="True positive rate (class found)", range=[0, 1.02], tickformat=".0%")
@@ -147,7 +162,7 @@ def confusion_difference_figure(first: dict, second: dict) -> go.Figure:
     diff = confusion_difference(first, second)
     top = max(0.1, float(np.abs(diff).max()))  # the scale fits the largest change, so small ones still show
     fig = go.Figure(go.Heatmap(
-        z=diff, x=classes, y=classes, text=[[f"{v:+.0%}" if abs(v) >= 0.005 else "" for v in row] for row in diff],
+        z=diff, x=classes, y=classes, text=[[f"{v:+.1%}" if abs(v) >= 0.0005 else "" for v in row] for row in diff],
         texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-top, zmax=top,
         colorbar=dict(title="second − first<br>share of true class", tickformat="+.0%"),
         hovertemplate="really %{y}, predicted %{x}: %{z:+.1%}<extra></extra>"))

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-from sklearn import metrics as skm
 
-from . import imgcache, runs, workspace
-from .checkpoint import load_run_model
-from .loops import predict_arrays
+from . import imgcache, runs, versions, workspace
 
+# torch, the model and scikit-learn load inside the functions that need them: the Evaluate page reads saved
+# evaluations through this module, and importing them would cost seconds on every fresh server
 RELIABILITY_BINS = 10
 
 
 def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bool) -> np.ndarray:
+    from .loops import predict_arrays
+
     dcfg, size = config["data_config"], config["img_size"]
     probs = predict_arrays(model, images, size, dcfg["mean"], dcfg["std"], device)
     if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
@@ -22,19 +22,51 @@ def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bo
     return probs
 
 
+def _cached_features(config: dict, hashes: list[str]) -> np.ndarray | None:
+    """The frozen backbone's features of these images as training cached them (linear runs), or None when
+    any is missing. The same preprocessing and weights, so the head on them is the model's own answer."""
+    if config.get("strategy") != "linear":
+        return None
+    from .features import feature_key
+
+    key = feature_key(config["backbone"], config["weights"], config["data_config"], config["img_size"])
+    root = workspace.cache_dir("features") / key
+    out = []
+    for digest in hashes:
+        try:
+            out.append(np.load(root / f"{digest}.npy", allow_pickle=False))
+        except (OSError, ValueError):
+            return None
+    return np.stack(out).astype(np.float32) if out else None
+
+
+def split_probabilities(model, config: dict, df: pd.DataFrame, tta: bool, device: str) -> np.ndarray:
+    """Class probabilities of the rows' images: a linear run's head on its cached features (no backbone
+    pass), else the whole model on the decoded images (and on their mirror images with TTA)."""
+    import torch
+
+    feats = None if tta else _cached_features(config, df["hash"].tolist())
+    with torch.inference_mode():
+        if feats is not None:
+            head = model.get_classifier()
+            return head(torch.from_numpy(feats).to(device)).float().softmax(1).cpu().numpy()
+        side = imgcache.cache_size(config["img_size"], config["data_config"]["crop_pct"])
+        images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
+                                      df["hash"].tolist(), side, config["data_config"]["interpolation"])
+        return _probabilities(model, images, config, device, tta)
+
+
 def predict_split(run_id: str, split: str = "val", tta: bool = False, device: str = "cpu") -> pd.DataFrame:
     """One row per image of a split: label, prediction, class probabilities, loss and correctness."""
+    from .checkpoint import load_run_model
+
     model, config = load_run_model(run_id, device)
     classes = config["classes"]
-    df = workspace.read_manifest(config["dataset"])
-    df = df[~df["excluded"] & (df["split"] == split) & df["label"].isin(classes)].reset_index(drop=True)
+    df = versions.run_rows(run_id)  # the version it trained on: edits since are marked, not scored
+    df = df[(df["split"] == split) & df["label"].isin(classes)].reset_index(drop=True)
     if df.empty:
         raise ValueError(f"The '{split}' split of '{config['dataset']}' has no images of the run's classes.")
-    side = imgcache.cache_size(config["img_size"], config["data_config"]["crop_pct"])
-    images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
-                                  df["hash"].tolist(), side, config["data_config"]["interpolation"])
-    with torch.inference_mode():
-        probs = _probabilities(model, images, config, device, tta)
+    probs = split_probabilities(model, config, df, tta, device)
     index = {c: i for i, c in enumerate(classes)}
     y = df["label"].map(index).to_numpy()
     out = df[["path", "hash", "source", "label"]].copy()  # source: the file name the user knows
@@ -64,6 +96,8 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = RELIABI
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, balanced accuracy, macro F1, per-class scores, confusion, top-k, ROC-AUC and ECE."""
+    from sklearn import metrics as skm
+
     n = len(classes)
     pred = probs.argmax(1)
     idx = list(range(n))
@@ -92,6 +126,8 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -
 
 def _roc_auc(labels: np.ndarray, probs: np.ndarray, n: int) -> float | None:
     """One-vs-rest macro ROC-AUC; None when a class is missing from the split (it is undefined then)."""
+    from sklearn import metrics as skm
+
     if len(np.unique(labels)) < n:
         return None
     if n == 2:
@@ -114,7 +150,8 @@ def evaluate(run_id: str, split: str = "val", tta: bool = False, device: str = "
     folder = runs.run_dir(run_id)
     suffix = _suffix(split, tta)
     workspace.atomic_write_text(folder / f"predictions-{suffix}.csv", table.to_csv(index=False))
-    result.update(run=run_id, split=split, tta=tta, predictions=str(folder / f"predictions-{suffix}.csv"))
+    result.update(run=run_id, split=split, tta=tta, predictions=str(folder / f"predictions-{suffix}.csv"),
+                  dataset_version=versions.run_version(run_id))
     workspace.atomic_write_json(folder / f"evaluation-{suffix}.json", result)
     return result
 
@@ -145,3 +182,14 @@ def changes_since(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.Series:
         else:
             notes.append("")
     return pd.Series(notes, index=table.index, dtype=object)
+
+
+def evaluate_quietly(run_id: str, device: str = "cpu", echo=print) -> dict | None:
+    """The validation evaluation written by the training job once its model is saved, so the Evaluate page
+    opens on saved results instead of predicting the split while the user waits; a failure here never fails
+    the run (the page then evaluates on opening, and says why if it cannot)."""
+    try:
+        return evaluate(run_id, "val", device=device)
+    except Exception as exc:  # noqa: BLE001 - the trained model is already safe on disk
+        echo(f"validation not evaluated yet: {exc}")
+        return None

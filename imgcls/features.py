@@ -48,6 +48,9 @@ def extract(model: torch.nn.Module, images: np.ndarray, hashes: list[str], key: 
         if feats[i] is None:
             missing.append(i)
     model.eval()
+    # batches of even size: on the CPU a batch of one or two can take other kernels and round the last digit
+    # differently, so a lone leftover image would embed unlike the same image in a full batch
+    batch_size = -(-len(missing) // max(-(-len(missing) // batch_size), 1)) if missing else batch_size
     for start in range(0, len(missing), batch_size):
         idx = missing[start:start + batch_size]
         x = to_tensor(center_crop(images[idx], img_size), config["mean"], config["std"], device)

@@ -15,7 +15,10 @@ from .loops import Cancelled, lr_find, score, warmup_cosine
 
 HEAD_LR = 3e-3  # AdamW on features: fast and stable across the datasets we tried
 HEAD_BATCH = 64
-HEAD_UNIT = 0.05  # an epoch on features costs about 1/20 of decoding the same images: progress weight
+# Progress weight of one image in one last-layer epoch, against 1 for embedding an image: measured on 2 CPU cores,
+# 3,000 images embedded in 95 s and 25 epochs over 2,100 of their features in 3 s (about 1/500). The ETA divides
+# the work left by the current stage's rate, so a wrong weight here is a wrong ETA in every other stage.
+HEAD_UNIT = 0.002
 
 
 def class_weights(labels: np.ndarray, num_classes: int, limit: float = 3.0) -> torch.Tensor | None:

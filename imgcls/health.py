@@ -1,14 +1,12 @@
 """Dataset health: what is wrong with a dataset's images and labels, ranked, with one score out of 100.
 
-The report is saved as datasets/<name>/health.json; `is_stale` says when later edits outdate it.
-`start` runs the check as a background process (`python -m imgcls health NAME --job`) that keeps
-datasets/<name>/health-status.json up to date (state, progress, message, pid) and logs to health-log.txt,
-so a browser refresh or a page switch does not lose it; `job_status` reads it, `stop_job` ends it.
+The report is saved as datasets/<name>/health.json with the dataset version it describes
+(`imgcls.versions`) and each checked image's label and split as they were, so a later reader can tell what
+changed since; `is_stale` says when later edits outdate it. `healthjob` runs the check in the background.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime, timezone
 from typing import Callable
@@ -16,10 +14,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import duplicates, imagestats, labelerrors, workspace
-from .healthscan import embeddings, scan_rows
+from . import duplicates, imagestats, labelerrors, versions, workspace
 
-__all__ = ["KINDS", "check", "embeddings", "is_stale", "load", "manifest_digest", "score"]
+# Embeddings live in healthscan, which loads torch: reading a saved report (every page rerun) needs none of it.
+__all__ = ["GROUP_KINDS", "KINDS", "check", "explain", "is_stale", "load", "per_image", "score", "strength"]
+
+FORMAT = 2  # 2: suspicion weighs each finding's score; images carry the label and split they were checked with
+GROUP_KINDS = ("leakage", "conflicting_labels", "exact_duplicate", "near_duplicate")  # findings about copies
 
 SEVERITIES = ("high", "medium", "low")
 WEIGHT = {"high": 0.8, "medium": 0.4, "low": 0.2}  # share of the score one finding can cost, by severity
@@ -83,20 +84,33 @@ def _words(count: int, noun: str = "image") -> dict:
     return {"n": f"{count} {noun}{'' if one else 's'}", "has_": "has"} | {k: v[not one] for k, v in pick.items()}
 
 
-def manifest_digest(df: pd.DataFrame) -> str:
-    """A digest of which images there are and their labels, splits and excluded flags."""
-    cols = df[["path", "hash", "label", "split", "excluded"]].sort_values("path")
-    return hashlib.sha1(cols.to_csv(index=False).encode()).hexdigest()[:16]
-
-
 def load(name: str) -> dict | None:
-    """The last saved health report of a dataset, if any."""
-    return workspace.read_json(workspace.dataset_dir(name) / "health.json")
+    """The last saved health report of a dataset, if any (one saved by an older version brought up to date)."""
+    report = workspace.read_json(workspace.dataset_dir(name) / "health.json")
+    if report and report.get("format") != FORMAT and isinstance(report.get("images"), dict):
+        rescored = per_image(report.get("findings") or [], list(report["images"]))
+        for path, entry in report["images"].items():
+            entry["suspicion"] = rescored[path]["suspicion"]
+    return report
 
 
 def _stamp(name: str) -> list[int]:
     stat = (workspace.dataset_dir(name) / "manifest.csv").stat()
     return [stat.st_mtime_ns, stat.st_size]
+
+
+_DIGESTS: dict[tuple, str] = {}  # manifest file state → digest: each state is read and hashed once
+
+
+def _digest_now(name: str) -> str:
+    path = workspace.dataset_dir(name) / "manifest.csv"
+    stat = path.stat()  # writes are atomic replaces, so a new state also has a new inode
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) > 16:
+            _DIGESTS.clear()
+        _DIGESTS[key] = versions.manifest_digest(workspace.read_manifest(name))
+    return _DIGESTS[key]
 
 
 def is_stale(name: str, report: dict | None) -> bool:
@@ -106,7 +120,7 @@ def is_stale(name: str, report: dict | None) -> bool:
     # pages ask on every rerun: an untouched manifest file answers without reading and hashing it
     if report.get("manifest_stamp") == _stamp(name):
         return False
-    return report.get("manifest_digest") != manifest_digest(workspace.read_manifest(name))
+    return ((report.get("version") or {}).get("digest") or report.get("manifest_digest")) != _digest_now(name)
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -156,12 +170,14 @@ def _label_checks(df: pd.DataFrame, emb: np.ndarray) -> dict:
     suggested = dict(zip(ranked["indices"], ranked["suggested"]))
     out_idx, out_z = labelerrors.outliers(labels, emb)
     return {"label_error": _raw(ranked["indices"], ranked["scores"], suggested=suggested,
-                                details={"classes_left_out_images": ranked["left_out"]}),
+                                details={"left_out": ranked["left_out"]}),
             "outlier": _raw(out_idx, out_z)}
 
 
 def check(name: str, *, progress: Callable[[float, str], None] | None = None, device: str = "cpu") -> dict:
     """Run every health check on a dataset's images that are not excluded; save and return the report."""
+    from .healthscan import scan_rows  # torch loads here: reading a saved report needs none of it
+
     started = time.time()
     say = progress or (lambda f, t: None)
     say(0.0, "Reading the manifest")
@@ -182,8 +198,8 @@ def check(name: str, *, progress: Callable[[float, str], None] | None = None, de
         raw.update(_label_checks(df, scan["emb"]))
         raw["class_imbalance"] = _imbalance(df)
     raw["unreadable"] = _unreadable(name, df, failed)
-    report = _assemble(name, df, raw, manifest_digest(full), started)
-    report["manifest_stamp"] = stamp
+    report = _assemble(name, df, raw, versions.dataset_version(name, full), started)
+    report.update(manifest_stamp=stamp, excluded=int(full["excluded"].sum()))
     workspace.atomic_write_json(workspace.dataset_dir(name) / "health.json", report)
     say(1.0, "Done")
     return report
@@ -214,6 +230,19 @@ def _finding(kind: str, raw: dict, paths: list[str]) -> dict:
             "groups": [[paths[i] for i in g] for g in raw["groups"]], "details": raw["details"]}
 
 
+# Where a finding's score is a z-score or a ratio rather than 0…1, the value at which it starts to flag
+_THRESHOLDS = {"outlier": labelerrors.OUTLIER_Z, "blurry": imagestats.BLUR_Z, "odd_shape": imagestats.ODD_ASPECT,
+               "huge_image": 1.0}
+
+
+def strength(kind: str, value: float) -> float:
+    """How strongly a finding points at one image, 0…1, from its score (the flag threshold counts as 0.5)."""
+    value = float(value)
+    if kind in _THRESHOLDS:
+        return 1.0 - 0.5 * min(1.0, _THRESHOLDS[kind] / max(value, 1e-9))
+    return min(max(value, 0.0), 1.0)
+
+
 def score(findings: list[dict], images: int) -> int:
     """Health out of 100 (100: nothing found).
 
@@ -226,22 +255,42 @@ def score(findings: list[dict], images: int) -> int:
     return int(round(max(0.0, 100.0 - lost)))
 
 
-def _assemble(name: str, df: pd.DataFrame, raw: dict, digest: str, started: float) -> dict:
+def per_image(findings: list[dict], paths: list[str]) -> dict[str, dict]:
+    """Each image's findings and suspicion: 1 − Π(1 − weight × strength) over the findings that name it."""
+    out = {p: {"suspicion": 0.0, "kinds": []} for p in paths}
+    doubt = dict.fromkeys(paths, 1.0)
+    for f in findings:
+        for p, value in zip(f.get("images") or [], f.get("scores") or []):
+            if p in out and f["kind"] not in out[p]["kinds"]:  # unreadable files are not manifest images
+                out[p]["kinds"].append(f["kind"])
+                # independent pieces of evidence: each leaves the share of the doubt it does not explain
+                doubt[p] *= 1 - WEIGHT.get(f.get("severity"), 0.2) * strength(f["kind"], value)
+    for p, entry in out.items():
+        entry["suspicion"] = round(1 - doubt[p], 4)
+    return out
+
+
+def _assemble(name: str, df: pd.DataFrame, raw: dict, version: dict, started: float) -> dict:
     paths = df["path"].tolist()
     findings = [_finding(kind, raw[kind], paths) for kind in KINDS if raw.get(kind, {}).get("images")]
     findings.sort(key=lambda f: (SEVERITIES.index(f["severity"]), -len(f["images"])))
-    per_image = {p: {"suspicion": 0.0, "kinds": []} for p in paths}
-    for f in findings:
-        for p in f["images"]:
-            if p in per_image:  # unreadable files are not manifest images
-                per_image[p]["kinds"].append(f["kind"])
-    for entry in per_image.values():
-        # independent pieces of evidence: each finding leaves 1 − weight of the doubt that was left
-        kept = np.prod([1 - WEIGHT[KINDS[k][0]] for k in entry["kinds"]]) if entry["kinds"] else 1.0
-        entry["suspicion"] = round(float(1 - kept), 4)
+    images = per_image(findings, paths)
+    for p, label, split in zip(paths, df["label"].astype(str), df["split"].astype(str)):
+        images[p].update(label=label, split=split)  # as checked: a later reader can tell what changed since
     checked = len(df) + len(raw.get("unreadable", {}).get("images", []))
-    return {"dataset": name, "score": score(findings, checked),
+    return {"dataset": name, "format": FORMAT, "score": score(findings, checked),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.time() - started, 2), "images_checked": len(df), "manifest_digest": digest,
+            "seconds": round(time.time() - started, 2), "images_checked": len(df), "version": version,
+            "manifest_digest": version["digest"],
             "message": "" if len(df) else "There are no images to check: every image is excluded, or none imported.",
-            "findings": findings, "images": per_image}
+            "findings": findings, "images": images}
+
+
+def explain(finding: dict) -> str:
+    """The numbers behind a finding as plain sentences ('' when its message already says it all)."""
+    kind = finding.get("kind")
+    if kind == "label_error":
+        return labelerrors.describe(finding)
+    if kind in GROUP_KINDS:
+        return duplicates.describe(finding)
+    return ""

@@ -9,14 +9,16 @@ import io
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import workspace
 from .images import load_rgb
+
+if TYPE_CHECKING:
+    import torch
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -77,6 +79,8 @@ def load_images(folder: Path, paths: list[str], hashes: list[str], side: int, in
 def to_tensor(batch: np.ndarray, mean, std, device: torch.device | str = "cpu",
               channels_last: bool = False) -> torch.Tensor:
     """uint8 N×H×W×3 → normalised float N×3×H×W on the device (normalising there is cheapest)."""
+    import torch  # here, not above: the app's pages read the cache without a model, and torch takes seconds
+
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)

@@ -20,6 +20,18 @@ STAGE_NOTES = {
     "middle": "Middle layers combine those into textures and parts: fur, stripes, corners, wheels, petals.",
     "late": "Late layers respond to whole objects or large parts of them; these features feed the classifier.",
 }
+# What a student should compare between the input and its maps, which are shown at the input's size.
+STAGE_LOOK = {
+    "early": "Put each map beside the photo: it is the photo redrawn by one detector, bright where that "
+             "channel's edge or colour is. You can still trace the outline of the object; one channel lights "
+             "up its light edges, another its dark ones or one colour.",
+    "middle": "The maps are coarser: look for bright patches on textured or detailed parts of the object, and "
+              "for the plain background going dark.",
+    "late": "Each cell now covers a large part of the photo: a few bright cells mark where the object is, and "
+            "which ones depends on what the channel has learned to recognise.",
+}
+DISPLAY_PERCENTILE = 99.5  # a map is scaled so this share of its pixels is below white: one hot pixel does not
+# turn the rest black
 
 
 def first_layer(model: torch.nn.Module) -> torch.nn.Conv2d:
@@ -81,16 +93,18 @@ def feature_maps(model: torch.nn.Module, image: np.ndarray, dcfg: dict, top: int
         maps = []
         for ch in best.tolist():
             m = act[ch].clamp(min=0).numpy()
-            peak = m.max()
-            maps.append((m / peak * 255 if peak > 0 else m).astype(np.uint8))
+            peak = float(np.percentile(m, DISPLAY_PERCENTILE)) or float(m.max())
+            maps.append((np.clip(m / peak, 0, 1) * 255 if peak > 0 else m).astype(np.uint8))
         out[stage] = {"channels": best.tolist(), "strength": strength[best].tolist(), "maps": maps,
-                      "shape": list(act.shape), "note": STAGE_NOTES[stage]}
+                      "shape": list(act.shape), "note": STAGE_NOTES[stage], "look_for": STAGE_LOOK[stage]}
     return out
 
 
-def enlarge(m: np.ndarray, side: int) -> np.ndarray:
-    """A small activation map blown up to side×side pixels (nearest, so the grid stays visible)."""
-    return np.asarray(Image.fromarray(m).resize((side, side), Image.Resampling.NEAREST))
+def enlarge(m: np.ndarray, side: int, smooth: bool = True) -> np.ndarray:
+    """An activation map at side×side pixels, to lie beside the input at its size. Smooth (bilinear) by default:
+    blown-up single pixels read as noise; nearest keeps the grid of cells visible."""
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(m).resize((side, side), resample))
 
 
 @functools.lru_cache(maxsize=1)

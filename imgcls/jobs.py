@@ -18,14 +18,39 @@ from pathlib import Path
 from . import runs, workspace
 
 ROOT = Path(__file__).resolve().parents[1]
+WAITING = "Waiting for the device"  # the status message of a job queued behind another on its device
+STARTING = "Loading PyTorch and the model"  # a job's message once it holds its device, while it imports
+_CLAIMED: dict = {}  # device → the open lock file this process holds until it exits (claim_device)
+
+
+def _lock_path(device: str) -> Path:
+    path = workspace.home() / "locks" / f"{device.split(':')[0]}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def claim_device(run_id: str) -> None:
+    """In a job's process, before it imports torch (seconds): wait for the run's device, saying so in its
+    status, then mark the run running, so the page shows it started as soon as the device is free. The lock
+    is held until the process exits (the kernel drops it then); device_lock() in this process passes."""
+    device = str(runs.read_config(run_id).get("device") or "cpu").split(":")[0]
+    fh = open(_lock_path(device), "a+")  # noqa: SIM115 - kept open on purpose, for the life of the job
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        runs.write_status(run_id, state="queued", message=WAITING, pid=os.getpid())
+        fcntl.flock(fh, fcntl.LOCK_EX)
+    _CLAIMED[device] = fh
+    runs.write_status(run_id, state="running", started=time.time(), message=STARTING, pid=os.getpid())
 
 
 @contextlib.contextmanager
 def device_lock(device: str, on_wait=None):
     """Hold the lock of one device for the duration of a job; others wait (queued) meanwhile."""
-    path = workspace.home() / "locks" / f"{device.split(':')[0]}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    if device.split(":")[0] in _CLAIMED:  # this job process claimed it already, before loading torch
+        yield
+        return
+    with open(_lock_path(device), "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,7 +88,8 @@ def resume(run_id: str) -> int:
 
 
 def stop(run_id: str, grace_s: float = 1.5) -> dict:
-    """Stop a run within about two seconds; the best checkpoint already on disk is kept."""
+    """Stop a run within about two seconds; the best checkpoint already on disk is kept, and the run is then
+    evaluable like a finished one (marked as stopped early)."""
     status = runs.read_status(run_id)
     pid = status.get("pid")
     if status.get("state") not in runs.ACTIVE_STATES or not runs.pid_alive(pid):
@@ -79,6 +105,9 @@ def stop(run_id: str, grace_s: float = 1.5) -> dict:
         time.sleep(0.1)
     if runs.read_status(run_id).get("state") not in ("cancelled", "done", "failed"):
         runs.write_status(run_id, state="cancelled", message="Stopped by the user; the best model so far is kept.")
+    if runs.read_status(run_id).get("state") == "cancelled" and runs.kept_model(run_id) is None:
+        runs.write_status(run_id, message="Stopped by the user before the first model was saved: there is "
+                                          "nothing to evaluate.")
     return runs.read_status(run_id)
 
 

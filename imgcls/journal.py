@@ -242,10 +242,11 @@ def describe(entry: dict) -> str:
     return f"{act} {_count(n)}{detail}"
 
 
-def in_force(name: str) -> list[dict]:
+def in_force(name: str, upto: int | None = None) -> list[dict]:
     """The edits whose effect stands (made or redone, not undone), in the order they now apply; each copy
-    carries `applied_at`, the time of the edit or of its latest redo."""
-    entries = history(name)
+    carries `applied_at`, the time of the edit or of its latest redo. With `upto`, as they stood just after
+    journal entry `upto` (a dataset version's position)."""
+    entries = [e for e in history(name) if upto is None or int(e.get("id", 0)) <= upto]
     by_id = {e.get("id"): e for e in entries}
     applied: list[tuple[int, str]] = []
     for e in entries:  # as _stacks, but a purge stays in line: it removed files for good

@@ -83,3 +83,19 @@ def outliers(labels: list[str], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray
     idx = np.flatnonzero(z > OUTLIER_Z)
     order = np.argsort(-z[idx], kind="stable")
     return idx[order], z[idx][order]
+
+
+def describe(finding: dict) -> str:
+    """The label-error numbers in plain words: how much the check believes each label, and who was left out."""
+    parts = []
+    scores = [float(s) for s in finding.get("scores") or [] if isinstance(s, (int, float))]
+    if scores:
+        # a score is 1 − the chance given to the image's own label
+        low, high = (f"{v:.0%}" if v >= 0.005 else "under 1%" for v in (1 - max(scores), 1 - min(scores)))
+        span = low if low == high else f"{low} to {high}"
+        parts.append(f"A model that never saw the image gives its current label {span} chance.")
+    left = int((finding.get("details") or {}).get("left_out") or 0)
+    if left:
+        parts.append(f"{left} image{'s' if left != 1 else ''} could not be checked: a class needs at least two "
+                     "images, and the check at least two classes.")
+    return " ".join(parts)

@@ -129,6 +129,12 @@ def colour_warnings(choices: list[dict], colours: dict[str, np.ndarray] | None) 
     return out
 
 
+def needs_colours(choices: list[dict]) -> bool:
+    """Whether any rule of thumb would look at the classes' colours (greying or a hue shift is chosen)."""
+    known = [c for c in choices if c.get("name") in augspec.BY_NAME]
+    return any(c["name"] == "ToGray" or _hue_shift_degrees(c) for c in known)
+
+
 def rule_warnings(choices: list[dict], classes: list[str], colours: dict | None = None) -> list[str]:
     """Plain warnings where a chosen transform may turn an image into another class."""
     known = [c for c in choices if c.get("name") in augspec.BY_NAME]

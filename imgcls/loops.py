@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import random
 import time
 from typing import Callable, Iterable
 
@@ -16,6 +19,38 @@ from .imgcache import center_crop, to_tensor
 
 class Cancelled(Exception):
     """The user asked the run to stop."""
+
+
+def default_threads() -> int:
+    """Every core this process may use (a container or taskset may allow fewer than the machine has)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+@contextlib.contextmanager
+def reproducible(seed: int, device: str, threads: int | None = None):
+    """Seed every generator and, on the CPU, fix the thread count and ask for deterministic kernels, so the
+    same run on the same machine gives the same model to the last bit; the previous settings come back after.
+
+    Where this cannot be promised: on a GPU (cuDNN and cuBLAS pick kernels whose sums run in varying order;
+    deterministic ones need CUBLAS_WORKSPACE_CONFIG set before CUDA starts, and some layers have none), and
+    across thread counts or machines (a matrix product split over other threads or another instruction set
+    rounds differently)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    if device == "cpu":
+        torch.set_num_threads(threads or default_threads())
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warn, never fail, where one has no such kernel
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -11,16 +12,18 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import torch
+from PIL import Image
 
-from . import ood
-from .checkpoint import load_run_model
-from .gradcam import explain
+from . import imgcache, runs, workspace
 from .images import ImageProblem, decode, is_image_name
-from .imgcache import cache_size, center_crop, fit_square, to_tensor
+from .imgcache import cache_size, center_crop, fit_square
 from .sources import ImportLimits, Listing, SourceError, list_folder, list_memory, list_zip, open_zip
 
+# torch, the model factory and the out-of-distribution check load only when a Predictor is made: the app's
+# pages import this module for its table helpers, and need no model for them
+
 Data = bytes | Callable[[], bytes]  # file contents, or a way to read them when their turn comes (ZIP members)
+OVERLAY_QUALITY = 88  # JPEG quality of the cached Grad-CAM overlays: for eyes, a tenth of a PNG's bytes
 UNFAMILIAR = "This image looks unlike anything the model was trained on; its answer may be meaningless."
 
 
@@ -34,32 +37,61 @@ class Predictor:
     """A run's model loaded once, for many predictions (read-only afterwards: safe to share)."""
 
     def __init__(self, run_id: str, device: str = "cpu", check_familiar: bool = True):
-        self.model, self.config = load_run_model(run_id, device)
-        self.device, self.classes = device, self.config["classes"]
-        # the out-of-distribution reference: built from the training images on the first Predictor of a run
-        self.reference = ood.reference(run_id, self.model, self.config, device) if check_familiar else None
+        from .checkpoint import load_run_model
 
-    @torch.inference_mode()
+        self.model, self.config = load_run_model(run_id, device)
+        self.run_id, self.device, self.classes = run_id, device, self.config["classes"]
+        self.stamp = (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns  # the model file loaded
+        self._check_familiar, self._reference, self._lock = check_familiar, None, threading.Lock()
+
+    @property
+    def reference_ready(self) -> bool:
+        """Whether the out-of-distribution reference is already at hand (or not wanted)."""
+        return not self._check_familiar or self._reference is not None
+
+    @property
+    def reference(self):
+        """The out-of-distribution reference (imgcls.ood), made on first need: loaded from the run folder, or
+        built from the training images once per model (seconds to minutes); None when it cannot be."""
+        if not self.reference_ready:
+            from . import ood
+
+            with self._lock:  # one Predictor is shared by every session: build it once
+                if self._reference is None and self._check_familiar:
+                    self._reference = ood.reference(self.run_id, self.model, self.config, self.device)
+                    self._check_familiar = self._reference is not None
+        return self._reference
+
+    def _tensor(self, batch: np.ndarray):
+        from .imgcache import to_tensor
+
+        dcfg = self.config["data_config"]
+        return to_tensor(batch, dcfg["mean"], dcfg["std"], self.device)
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for prepared uint8 images (N×size×size×3)."""
-        dcfg = self.config["data_config"]
-        return self.model(to_tensor(batch, dcfg["mean"], dcfg["std"], self.device)).float().softmax(1).cpu().numpy()
+        import torch
 
-    @torch.inference_mode()
+        with torch.inference_mode():
+            return self.model(self._tensor(batch)).float().softmax(1).cpu().numpy()
+
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and pre-logit features of prepared images, from one pass of the backbone."""
-        dcfg = self.config["data_config"]
-        feats = self.model.forward_features(to_tensor(batch, dcfg["mean"], dcfg["std"], self.device))
-        logits = self.model.forward_head(feats)  # the head on the same features: no second backbone pass
-        embedding = self.model.forward_head(feats, pre_logits=True)
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.forward_features(self._tensor(batch))
+            logits = self.model.forward_head(feats)  # the head on the same features: no second backbone pass
+            embedding = self.model.forward_head(feats, pre_logits=True)
         return logits.float().softmax(1).cpu().numpy(), embedding.float().cpu().numpy()
 
     def predict(self, files: Iterable[tuple[str, Data]], top_k: int = 3, min_confidence: float = 0.0,
-                batch_size: int = 32, progress: Callable[[float], None] | None = None) -> list[dict]:
+                batch_size: int = 32, progress: Callable[[float], None] | None = None,
+                familiar: bool = True) -> list[dict]:
         """One row per file, in input order: the top-k classes, or the reason the file could not be read.
 
-        With the run's reference, rows also say how far the image lies from the training images
-        (`distance`) and whether that is beyond anything seen in validation (`unfamiliar`).
+        With the run's reference (and `familiar`), rows also say how far the image lies from the training
+        images (`distance`) and whether that is beyond anything seen in validation (`unfamiliar`).
         """
         files = list(files)
         rows: list[dict] = []
@@ -74,7 +106,7 @@ class Predictor:
                 rows[-1]["error"] = f"unreadable: {exc}"
             last = n == len(files) - 1
             if chunk and (len(chunk) == batch_size or last):
-                self._fill(rows, chunk, top_k, min_confidence)
+                self._fill(rows, chunk, top_k, min_confidence, familiar)
                 chunk = []
                 if progress and not last:
                     progress((n + 1) / len(files))
@@ -82,17 +114,59 @@ class Predictor:
             progress(1.0)
         return rows
 
-    def _fill(self, rows: list[dict], chunk: list[tuple[int, np.ndarray]], top_k: int, min_confidence: float) -> None:
+    def _fill(self, rows: list[dict], chunk: list[tuple[int, np.ndarray]], top_k: int, min_confidence: float,
+              familiar: bool) -> None:
         probs, embedding = self.forward(np.stack([arr for _, arr in chunk]))
-        far = self.reference.distances(embedding) if self.reference is not None else None
+        reference = self.reference if familiar else None
+        far = reference.distances(embedding) if reference is not None else None
         for j, ((i, _), p) in enumerate(zip(chunk, probs)):
             rows[i].update(self._scores(p, top_k, min_confidence))
             if far is not None:
-                rows[i].update(distance=float(far[j]), unfamiliar=bool(far[j] > self.reference.threshold))
+                rows[i].update(distance=float(far[j]), unfamiliar=bool(far[j] > reference.threshold))
 
     def explain(self, data: bytes, class_index: int | None = None) -> dict:
         """Grad-CAM of one image file: where the evidence for the class lies (heat, overlay, class)."""
-        return explain(self.model, prepare(decode(data), self.config), self.config, class_index)
+        return self.explain_prepared(prepare(decode(data), self.config)[None],
+                                     None if class_index is None else [class_index])[0]
+
+    def explain_prepared(self, images: np.ndarray, class_indices: list[int] | None = None,
+                         batch_size: int = 32) -> list[dict]:
+        """Grad-CAM of prepared images (N×size×size×3 uint8), a batch at a time: one forward and one backward
+        pass per batch instead of one per image."""
+        from .gradcam import explain_batch
+
+        out: list[dict] = []
+        for start in range(0, len(images), batch_size):
+            chosen = None if class_indices is None else list(class_indices[start:start + batch_size])
+            out += explain_batch(self.model, images[start:start + batch_size], self.config, chosen)
+        return out
+
+    def overlay_files(self, folder: Path, items: list[tuple[str, str, int]]) -> list[Path | None]:
+        """Grad-CAM overlays of dataset images, given as (stored path, content hash, class index), as JPEG
+        files in the workspace cache keyed by model file, content and class. Those not made yet are computed
+        together, a batch at a time; None stands for an image that cannot be read."""
+        dcfg, size = self.config["data_config"], self.config["img_size"]
+        root = workspace.cache_dir("gradcam") / f"{self.run_id}-{self.stamp}"
+        out: list[Path | None] = [root / f"{digest}-{int(index)}.jpg" for _, digest, index in items]
+        todo, images = [], []
+        for n, (path, digest, _) in enumerate(items):
+            if out[n].exists():
+                continue
+            try:  # the decoded cache holds what prepare() makes of the file, usually made by training already
+                side = cache_size(size, dcfg["crop_pct"])
+                images.append(center_crop(imgcache.load_images(folder, [path], [digest], side,
+                                                               dcfg["interpolation"])[0], size))
+                todo.append(n)
+            except (ImageProblem, OSError):
+                out[n] = None
+        if todo:
+            root.mkdir(parents=True, exist_ok=True)
+            done = self.explain_prepared(np.stack(images), [int(items[n][2]) for n in todo])
+            for n, result in zip(todo, done):
+                buf = io.BytesIO()
+                Image.fromarray(result["overlay"]).save(buf, format="JPEG", quality=OVERLAY_QUALITY)
+                workspace.atomic_write_bytes(out[n], buf.getvalue())
+        return out
 
     def _scores(self, p: np.ndarray, top_k: int, min_confidence: float) -> dict:
         top = np.argsort(-p)[:max(1, min(top_k, len(p)))]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
-from . import dist, imgcache, jobs, runs, workspace
+from . import dist, imgcache, jobs, runnames, runs, versions, workspace
 from .augment import build_pipeline, pipeline_to_dict, resolve_augment
+from .evaluate import evaluate_quietly
 from .heads import HEAD_UNIT, fit_head, head_lr_find_run
+from .loops import default_threads, reproducible
 from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
 from .netfit import fit_network, network_lr_find_run
 
@@ -66,6 +68,7 @@ class TrainConfig:
     head_epochs: int = 30
     compile: bool = False
     workers: int | None = None
+    threads: int | None = None  # CPU threads (None: every core this process may use); results depend on it
     task: str = "train"  # or "lr_find": only sweep the learning rate and suggest one
 
     def resolved(self) -> "TrainConfig":
@@ -80,6 +83,7 @@ class TrainConfig:
             self, epochs=self.epochs or d["epochs"], lr=lr, batch_size=self.batch_size or d["batch_size"],
             img_size=self.img_size or d["img_size"],
             patience=self.patience or d["patience"], device=resolve_device(self.device),
+            threads=self.threads or default_threads(),
         )
 
 
@@ -118,6 +122,15 @@ def check_dataset(df) -> list[str]:
         if ratio > IMBALANCE_LIMIT else []
 
 
+ETA_WARMUP_S = 2.0  # a stage's rate is trusted after this long: its first batches carry its start-up
+
+
+def stage_of(message: str) -> str:
+    """The stage a progress message belongs to: the message without its numbers ('Epoch 2/6: 64 images' and
+    'Epoch 3/6: 96 images' are one stage)."""
+    return " ".join(re.sub(r"\d+(?:[.,]\d+)*%?", " ", message).split())
+
+
 _STOP = {"requested": False}  # set by SIGTERM (the Stop button); loops check it between steps
 
 
@@ -126,11 +139,18 @@ def _on_term(*_) -> None:
 
 
 class Reporter:
-    """Writes progress to status.json and metrics.jsonl, and watches for a stop request."""
+    """Writes progress to status.json and metrics.jsonl, and watches for a stop request.
 
-    def __init__(self, run_id: str, total_units: float, echo: Callable[[str], None]):
-        self.run_id, self.total, self.echo = run_id, max(total_units, 1e-9), echo
-        self.done, self.started, self.last_write = 0.0, time.time(), 0.0
+    The time left is the work left divided by the throughput measured in the current stage (decoding,
+    features, last-layer epochs, network epochs), not since the start: the stages run at very different
+    speeds per unit of work, so a whole-run average drifts with every stage change."""
+
+    def __init__(self, run_id: str, total_units: float, echo: Callable[[str], None],
+                 clock: Callable[[], float] = time.time):
+        self.run_id, self.total, self.echo, self.clock = run_id, max(total_units, 1e-9), echo, clock
+        self.done, self.started, self.last_write = 0.0, clock(), 0.0
+        self.last_call, self.stage, self.stage_started, self.stage_units = self.started, None, self.started, 0.0
+        self.estimate: tuple[float, float] | None = None  # (seconds left, when estimated)
 
     def should_stop(self) -> bool:
         return _STOP["requested"]
@@ -144,14 +164,30 @@ class Reporter:
             seen["f"] = max(fraction, seen["f"])
         return callback
 
+    def eta(self, units: float, message: str, now: float) -> float | None:
+        """Seconds left: the work left at the current stage's measured rate; while a new stage warms up, the
+        last estimate counts down."""
+        if units > 0:
+            stage = stage_of(message)
+            if stage != self.stage:  # its work began when the previous call ended
+                self.stage, self.stage_started, self.stage_units = stage, self.last_call, 0.0
+            self.stage_units += units
+        self.last_call = now
+        elapsed = now - self.stage_started
+        if self.stage_units > 0 and elapsed >= ETA_WARMUP_S:
+            self.estimate = ((self.total - self.done) * elapsed / self.stage_units, now)
+        if self.estimate is None:
+            return None
+        return max(self.estimate[0] - (now - self.estimate[1]), 0.0)
+
     def advance(self, units: float, message: str, force: bool = False, **fields) -> None:
         """Count work done; update status.json at most a few times a second."""
         self.done = min(self.done + units, self.total)
-        now = time.time()
+        now = self.clock()
+        eta = self.eta(units, message, now)
         if force or now - self.last_write > 0.5:
-            frac = self.done / self.total
-            eta = (now - self.started) * (1 - frac) / frac if frac > 0.02 else None
-            runs.write_status(self.run_id, progress=round(frac, 4), eta_seconds=eta, message=message, **fields)
+            runs.write_status(self.run_id, progress=round(self.done / self.total, 4), eta_seconds=eta,
+                              message=message, **fields)
             self.last_write = now
 
     def metric(self, record: dict) -> None:
@@ -164,8 +200,10 @@ class Reporter:
 def prepare_run(config: TrainConfig) -> str:
     """Check the dataset, resolve defaults and create the run folder (queued); return its id."""
     cfg = config.resolved()
-    df = workspace.read_manifest(cfg.dataset)
-    df = df[~df["excluded"]]
+    with workspace.dataset_lock(cfg.dataset):  # the rows and their version read as one state
+        full = workspace.read_manifest(cfg.dataset)
+        version = versions.dataset_version(cfg.dataset, full)
+    df = versions.canonical_rows(full)
     notes = check_dataset(df)
     dcfg = data_config(cfg.backbone)
     img_size = cfg.img_size or int(dcfg["input_size"][-1])
@@ -173,10 +211,15 @@ def prepare_run(config: TrainConfig) -> str:
     run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)
     folder.mkdir(parents=True)
+    # the run's own copy of its rows: it trains on exactly this version even if the dataset is edited before
+    # it starts, and is evaluated and reproduced on it afterwards
+    versions.save_run_rows(run_id, df)
     saved = dataclasses.asdict(cfg) | {
+        "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id stays the key
         "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
         "augment_pipeline": pipeline_to_dict(pipeline), "weights": _weights_id(cfg),
         "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
+        "dataset_version": version,
     }
     workspace.atomic_write_json(folder / "config.json", saved)
     runs.write_status(run_id, state="queued", created=time.time(), device=cfg.device, progress=0.0,
@@ -205,6 +248,9 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) 
         with lock:
             runs.write_status(run_id, state="running", started=time.time(), message="Starting")
             result = _execute(run_id, config, echo, resume)
+            if config.get("task", "train") == "train" and dist.is_main():  # saved now, read by the Evaluate page
+                runs.write_status(run_id, message="Scoring the validation images with the model kept")
+                evaluate_quietly(run_id, dist.local_device(device), echo)
     except BaseException as exc:
         # a stop request can also surface as another error (a DataLoader worker ended by the signal)
         state = "cancelled" if type(exc).__name__ == "Cancelled" or _STOP["requested"] else "failed"
@@ -226,13 +272,14 @@ def _plain_error(exc: BaseException) -> str:
 
 def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
     config = dict(config, device=dist.local_device(config["device"]))
-    torch.manual_seed(config["seed"])
-    np.random.seed(config["seed"])
-    if config["device"] == "cpu":
-        torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    with reproducible(config["seed"], config["device"], config.get("threads")):
+        return _train(run_id, config, echo, resume)
+
+
+def _train(run_id: str, config: dict, echo, resume: bool) -> dict:
     start = time.time()
-    df = workspace.read_manifest(config["dataset"])
-    df = df[~df["excluded"] & df["split"].isin(["train", "val"])].reset_index(drop=True)
+    df = versions.run_rows(run_id)  # the version saved when the run was prepared, in its canonical order
+    df = df[df["split"].isin(["train", "val"])].reset_index(drop=True)
     classes = config["classes"]
     labels = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     dcfg = config["data_config"]

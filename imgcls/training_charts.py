@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import pandas as pd
@@ -113,14 +114,16 @@ def lr_sweep(found: dict) -> go.Figure:
 
 
 def compare_val_accuracy(curves: dict[str, list[dict]]) -> go.Figure:
-    """Validation accuracy per epoch of several runs on one chart (run id → its metric records)."""
+    """Validation accuracy per epoch of several runs on one chart (run name → its metric records)."""
     fig = go.Figure()
-    for i, (run_id, records) in enumerate(curves.items()):
+    for i, (label, records) in enumerate(curves.items()):
         df = epoch_frame(records)
         colour = RUN_COLOURS[i % len(RUN_COLOURS)]
-        fig.add_trace(go.Scatter(x=df["x"], y=df["val_accuracy"], mode="lines+markers", name=run_id,
-                                 marker=dict(size=4, color=colour), line=dict(color=colour),
-                                 hovertemplate="%{y:.1%} at epoch %{x}<extra>" + run_id + "</extra>"))
+        # plotly reads tags in trace names and %{…} in templates: a typed name is escaped, and not templated
+        fig.add_trace(go.Scatter(x=df["x"], y=df["val_accuracy"], mode="lines+markers",
+                                 name=html.escape(label, quote=False), marker=dict(size=4, color=colour),
+                                 line=dict(color=colour),
+                                 hovertemplate="%{y:.1%} at epoch %{x}<extra>%{fullData.name}</extra>"))
     fig.update_layout(title="Validation accuracy per epoch", xaxis_title="Epoch (all stages in a row)",
                       yaxis_title="Validation accuracy", height=340, margin=dict(t=40, b=10),
                       legend=dict(orientation="h", y=-0.25))
@@ -132,12 +135,15 @@ def run_row(run_id: str, config: dict, status: dict) -> dict:
     """One line of the runs table from a run's config.json and status.json."""
     result = status.get("result") or {}
     lr = result.get("lr", config.get("lr"))
+    state = status.get("state", "?")
     return {
-        "run": run_id, "dataset": config.get("dataset"), "strategy": config.get("strategy"),
+        "name": config.get("name") or run_id, "dataset": config.get("dataset"), "strategy": config.get("strategy"),
         "backbone": config.get("backbone"), "epochs": result.get("epochs", config.get("epochs")),
         "lr": f"{lr:.1e}" if isinstance(lr, (int, float)) else str(lr or ""),
         "best val accuracy": result.get("val_accuracy"), "val loss": result.get("val_loss"),
-        "seconds": result.get("seconds"), "state": status.get("state", "?"),
+        "seconds": result.get("seconds"),
+        # a stopped run's result is the model it kept (imgcls.runs.read_status)
+        "state": f"stopped early ({state})" if result.get("stopped_early") else state, "run": run_id,
     }
 
 

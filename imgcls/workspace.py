@@ -167,9 +167,9 @@ def read_manifest(name_or_folder) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def dataset_lock(name: str):
-    """Serialise writers of one dataset across threads and processes (the kernel frees it on a crash)."""
-    path = home() / "locks" / "datasets" / f"{check_name(name)}.lock"
+def file_lock(name: str):
+    """Hold the workspace lock `locks/<name>` across threads and processes (the kernel frees it on a crash)."""
+    path = home() / "locks" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -177,6 +177,11 @@ def dataset_lock(name: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def dataset_lock(name: str):
+    """Serialise writers of one dataset across threads and processes."""
+    return file_lock(f"datasets/{check_name(name)}.lock")
 
 
 def rename_dataset(old: str, new: str) -> str:

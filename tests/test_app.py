@@ -197,3 +197,122 @@ def test_only_the_ui_package_imports_streamlit():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path} imports streamlit"
+
+
+def test_a_thumbnail_opens_large_with_its_details():
+    data.import_sample("shapes", "shapes")
+    at = open_page(DATA)
+    at.selectbox(key="data.grid.class.shapes").select("star").run()
+    row = workspace.read_manifest("shapes").query("label == 'star' and not excluded").iloc[2]
+    name = Path(row["source"]).name
+    assert at.button(key="data.open.2").label.endswith(name)
+    at.button(key="data.open.2").click().run()
+    details = [m.value for m in at.markdown if m.value.startswith(f"**{name}**")]
+    assert details, "the opened image names its file"
+    split = {"train": "training", "val": "validation", "test": "test"}[row["split"]]
+    assert f"Label **star** · {split} split · {row['width']}×{row['height']} px" in details[0]
+    assert f"{row['bytes'] / 1024:,.0f} kB" in details[0]
+    assert not at.exception
+
+
+def test_data_card_sends_to_the_experiment_that_draws_its_curve():
+    data.import_sample("shapes", "shapes")
+    at = open_page(DATA)
+    [card] = [e for e in at.expander if e.label == "Why deep learning needs data"]
+    said = " ".join(c.value for c in card.caption)
+    assert "Learn page" in said and "How much data is enough?" in said
+    at.button(key="concept.data-size.measure").click().run()
+    assert at.title[0].value == "Learn"
+    assert at.radio(key="learn.experiment.kind").value == "data-size"
+    assert not at.exception
+
+
+def test_page_icon_needs_no_network():
+    from streamlit.string_util import is_emoji
+
+    tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
+    icons = [kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+             for kw in node.keywords if kw.arg == "page_icon"]
+    # a material icon as the favicon is fetched from Google's font server; an emoji is drawn locally
+    assert icons and all(is_emoji(icon) for icon in icons)
+
+
+def test_libraries_are_imported_in_the_background_only_while_no_page_draws(monkeypatch):
+    import time
+
+    from imgcls.ui import preload
+
+    loaded = []
+    monkeypatch.setattr(preload, "MODULES", ("first", "second"))
+    monkeypatch.setattr(preload, "QUIET_S", 0.3)
+    monkeypatch.setattr(preload, "_thread", None)
+    monkeypatch.setattr(preload, "_import", lambda name: loaded.append((name, time.monotonic())))
+    monkeypatch.setattr(preload, "_warm_up", lambda: loaded.append(("warm-up", time.monotonic())))
+    with preload.page_run():
+        time.sleep(0.4)
+        assert loaded == [] and preload._thread is None  # nothing starts while the first page draws
+    thread = preload._thread
+    with preload.page_run():  # the user opens another page at once: the import waits for it too
+        time.sleep(0.4)
+        assert loaded == []
+    ended = time.monotonic()
+    thread.join(timeout=10)
+    assert [name for name, _ in loaded] == ["first", "second", "warm-up"]
+    assert loaded[0][1] - ended >= 0.3
+    assert preload.start_in_background() is thread  # one thread per server process
+
+
+def test_home_and_data_pages_do_not_import_the_ml_libraries():
+    import os
+    import subprocess
+    import sys
+
+    data.import_sample("shapes", "shapes")
+    workspace.save_setting("active_dataset", "shapes")
+    code = (
+        "import sys\nfrom imgcls.ui import preload\npreload.start_in_background = lambda: None\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=120).run()\n"
+        f"at.switch_page({DATA!r}).run()\nassert not at.exception, at.exception\n"
+        "assert at.metric, 'the Data page drew no overview'\n"
+        "print(sorted(m for m in ('torch', 'timm', 'albumentations') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    # importing torch costs seconds: the pages that need no model must not pay for it
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_warm_up_pass_runs_offline_on_the_default_backbone(monkeypatch):
+    import socket
+
+    from imgcls.ui import preload
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the warm-up tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    preload._warm_up()  # random weights: a forward and a backward pass, nothing downloaded
+
+
+def test_importing_the_libraries_sends_nothing_out():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import urllib.request\ncalls = []\n"
+            "urllib.request.OpenerDirector.open = lambda self, url, *a, **k: calls.append(url)\n"
+            "import imgcls, albumentations\nprint(calls)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"  # albumentations' update check would ask pypi.org
+
+
+def test_long_file_names_are_shortened_under_a_thumbnail():
+    from imgcls.ui.widgets import _short
+
+    short = _short("IMG_20240101_123456789.jpg")
+    assert len(short) <= 18 and short.startswith("IMG_2") and short.endswith("789.jpg") and "…" in short
+    assert _short("0001.png") == "0001.png"

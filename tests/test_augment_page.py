@@ -181,3 +181,45 @@ def test_switching_dataset_loads_its_own_pipeline():
     at.selectbox(key="sidebar.dataset").set_value("shapes").run()
     assert any("the **heavy** preset" in c for c in captions(at))
     assert not at.exception
+
+
+def test_tile_captions_wrap_between_words_and_a_row_holds_at_most_four_tiles():
+    from imgcls.ui import augment_views
+
+    at = open_augment()
+    at.slider(key="augment.k").set_value(6).run()
+    assert len(at.image) == 4 * (1 + 6)
+    tiles = [c for c in captions(at) if "RandomResizedCrop" in c.replace("\u200b", "")]
+    assert tiles, "the light preset's crop is described under its tiles"
+    # a long transform name has invisible break points between its words, so it never wraps mid-word
+    assert all("Random\u200bResized\u200bCrop" in c for c in tiles)
+    assert not [c for c in captions(at) if "RandomResizedCrop" in c]
+    # seven tiles of one image wrap onto two rows instead of seven narrow columns
+    assert min(col.weight for col in at.columns) >= 1 / augment_views.PER_ROW - 1e-9
+    assert not at.exception
+
+
+def test_images_slider_counts_images_per_class():
+    at = open_augment()
+    at.multiselect(key="augment.classes").set_value(["circle", "star"]).run()
+    at.slider(key="augment.per_class").set_value(3).run()
+    originals = [c for c in captions(at) if "original, as the model sees it" in c]
+    assert sorted(originals) == sorted(["**circle** · original, as the model sees it"] * 3
+                                       + ["**star** · original, as the model sees it"] * 3)
+    assert len(at.image) == 6 * (1 + 3)
+    assert at.slider(key="augment.per_class").label == "Images per class"
+    assert not at.exception
+
+
+def test_class_colours_are_read_only_when_a_colour_transform_is_chosen(monkeypatch):
+    from imgcls import labelsafety
+
+    calls = []
+    real = labelsafety.class_colours
+    monkeypatch.setattr(labelsafety, "class_colours", lambda images: calls.append(len(images)) or real(images))
+    at = open_augment()  # light: a crop and a flip, no rule looks at colours
+    assert calls == []
+    at.selectbox(key="augment.add.choice").set_value("ToGray").run()
+    at.button(key="augment.add").click().run()
+    assert calls == [5]  # the five shapes classes, once (then cached)
+    assert not at.exception

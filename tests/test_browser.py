@@ -42,10 +42,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60) -> None
     raise TimeoutError("streamlit did not become healthy")
 
 
-@pytest.fixture
-def app_url(tmp_path):
+def _serve(home: Path):
+    """`streamlit run app.py` on a free port with this workspace; yields its address, then stops it."""
     port = _free_port()
-    env = dict(os.environ, IMGCLS_HOME=str(tmp_path / "ws"))
+    env = dict(os.environ, IMGCLS_HOME=str(home))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.headless", "true", "--server.fileWatcherType", "none"],
@@ -58,6 +58,34 @@ def app_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    yield from _serve(tmp_path / "ws")
+
+
+@pytest.fixture(scope="module")
+def sample_url(tmp_path_factory):
+    """A server whose workspace already holds the shapes sample (imported with the CLI)."""
+    home = tmp_path_factory.mktemp("sample") / "ws"
+    subprocess.run([sys.executable, "-m", "imgcls", "import", "sample:shapes", "--name", "shapes"], cwd=ROOT,
+                   env=dict(os.environ, IMGCLS_HOME=str(home)), check=True, capture_output=True)
+    yield from _serve(home)
+
+
+def _open(pw, url: str):
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded")
+    return browser, page
+
+
+def _idle(page, seconds: float = 60) -> None:
+    """Until Streamlit's script has finished (its own data-test-script-state) and nothing is stale."""
+    page.wait_for_function("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+                           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
+                           " && !document.querySelector('[data-stale=\"true\"]'); }", timeout=seconds * 1000)
 
 
 def test_home_sample_import_counts(app_url, tmp_path):
@@ -80,4 +108,42 @@ def test_home_sample_import_counts(app_url, tmp_path):
         page.get_by_role("button", name="Check my dataset").first.wait_for(timeout=60_000)
         page.get_by_text("0 selected").first.wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+        browser.close()
+
+
+def test_no_page_fetches_anything_from_outside_the_machine(sample_url):
+    """The app works offline: no request leaves localhost (the favicon was once a font-server icon) and
+    no page logs an error in the console."""
+    local = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+    outside, errors = [], []
+    with playwright.sync_playwright() as pw:
+        browser, page = _open(pw, sample_url)
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(local) else None)
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        _idle(page)
+        nav = page.locator("[data-testid='stSidebarNav']")
+        for title in ("Data", "Review", "Augment", "Train", "Evaluate", "Learn", "Home"):
+            nav.get_by_role("link", name=title).first.click()
+            page.get_by_role("heading", level=1).first.wait_for(timeout=60_000)
+            _idle(page, 120)
+        browser.close()
+    assert outside == [], outside
+    assert errors == [], errors
+
+
+def test_clicking_a_thumbnail_opens_it_large(sample_url):
+    with playwright.sync_playwright() as pw:
+        browser, page = _open(pw, sample_url + "/data")
+        page.get_by_text("Overview of shapes").first.wait_for(timeout=90_000)
+        picture = page.locator("[class*='st-key-data-tile-'] img").nth(2)
+        picture.scroll_into_view_if_needed()
+        box = picture.bounding_box()
+        # a click on the picture itself, where the user clicks (not on the file name under it)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        dialog = page.get_by_role("dialog")
+        dialog.wait_for(timeout=30_000)
+        dialog.locator("img").first.wait_for(timeout=30_000)
+        text = dialog.inner_text()
+        assert ".png" in text and "Label circle" in text and "split" in text and " px" in text and "kB" in text
+        assert dialog.locator("img").first.bounding_box()["width"] > 2 * box["width"]  # large, not the thumbnail
         browser.close()

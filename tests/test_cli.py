@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -183,3 +184,101 @@ def test_datasets_when_empty(cli):
     assert rc == 0 and "No datasets yet" in out
     rc, out, err = cli("datasets", "--json")
     assert rc == 0 and last_json(out)["datasets"] == []
+
+
+# --- runs: a finetune stopped after its first epoch stays usable; names -------------------------------
+
+
+def test_train_stop_evaluate_and_list_a_stopped_finetune(cli, imgcls_home, tmp_path):
+    """train --json → stop RUN after the first fine-tuning epoch → evaluate RUN --json → runs --json."""
+    from imgcls import runs
+    from test_runs import LONG_FINETUNE, finetune_epochs, kept_record, wait_for
+    from test_train import make_dataset
+
+    make_dataset(per_class=16)
+    env = dict(os.environ, IMGCLS_HOME=str(imgcls_home), PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8")
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in LONG_FINETUNE.items()]
+    with open(tmp_path / "train.out", "w") as out, open(tmp_path / "train.err", "w") as err:
+        train = subprocess.Popen([sys.executable, "-m", "imgcls", "train", "--dataset", "toy", *args, "--json"],
+                                 cwd=tmp_path, env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        wait_for("the run folder", lambda: runs.list_runs() or train.poll() is not None)
+        run_id = runs.list_runs()[0]
+        wait_for("the first fine-tuning epoch", lambda: finetune_epochs(run_id) or train.poll() is not None)
+        assert train.poll() is None, (tmp_path / "train.err").read_text()
+        rc, out, err = cli("stop", run_id, "--json")
+        assert rc == 0, err
+        train.wait(timeout=30)
+    finally:
+        if train.poll() is None:
+            os.killpg(train.pid, 9)
+    stopped, kept = last_json(out), kept_record(run_id)
+    assert stopped["state"] == "cancelled" and stopped["stopped_early"] and stopped["usable"]
+    assert stopped["val_accuracy"] == kept["val_accuracy"] and stopped["name"] == "toy finetune 1"
+    assert train.returncode != 0 and f"Run {run_id} (toy finetune 1)" in (tmp_path / "train.err").read_text()
+
+    rc, out, err = cli("evaluate", run_id, "--json")
+    assert rc == 0, err
+    result = last_json(out)
+    assert result["images"] > 0 and result["stopped_early"] and result["name"] == "toy finetune 1"
+    # the kept model scores on the validation split what its epoch recorded during training
+    assert result["accuracy"] == pytest.approx(kept["val_accuracy"])
+
+    rc, out, err = cli("runs", "--json")
+    row = next(r for r in last_json(out)["runs"] if r["run"] == run_id)
+    assert row["name"] == "toy finetune 1" and row["state"] == "cancelled" and row["stopped_early"]
+    assert row["val_accuracy"] == kept["val_accuracy"] and row["usable"]
+
+    rc, out, err = cli("runs", "rename", run_id, "one epoch in", "--json")
+    assert rc == 0, err
+    assert last_json(out) == {"run": run_id, "name": "one epoch in"}
+    rc, out, err = cli("runs")
+    assert "one epoch in" in out and "stopped early" in out and run_id in out
+    rc, out, err = cli("export", run_id, "--out", tmp_path / "bundle", "--json")
+    assert rc == 0, err
+    card = (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: one epoch in") and "Stopped early by the user" in card
+
+
+def test_a_stopped_train_command_says_which_model_it_kept(imgcls_home, capsys):
+    import threading
+
+    from imgcls import runs
+    from imgcls.__main__ import main
+    from test_runs import LONG_FINETUNE, finetune_epochs, wait_for
+    from test_train import make_dataset
+
+    make_dataset(per_class=12)
+
+    def stop_after_the_first_epoch() -> None:  # as Stop does: SIGTERM, here to this very process
+        wait_for("the first fine-tuning epoch", lambda: runs.list_runs() and finetune_epochs(runs.list_runs()[0]))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_after_the_first_epoch, daemon=True).start()
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in LONG_FINETUNE.items()]
+    assert main(["train", "--dataset", "toy", *args, "--json"]) == 1
+    run_id = runs.list_runs()[0]
+    out, err = capsys.readouterr()
+    message = last_json(out)["error"]
+    assert err.splitlines()[-1] == f"imgcls: {message}"
+    assert message.startswith(f"Run {run_id} (toy finetune 1) was stopped. Stopped early by the user")
+    assert f"python -m imgcls evaluate {run_id}" in message
+    assert runs.stopped_early(runs.read_status(run_id))
+
+
+def test_renaming_a_run_refuses_bad_names_in_one_plain_line(cli, imgcls_home):
+    from imgcls import runnames
+    from imgcls.train import TrainConfig, prepare_run
+    from test_train import SMALL, make_dataset
+
+    make_dataset()
+    first, second = (prepare_run(TrainConfig(dataset="toy", **SMALL)) for _ in range(2))
+    assert runnames.display_name(second) == "toy linear 2"
+    for bad, why in (("toy linear 2", "already called"), ("a\nb", "control"), ("", "empty"), ("x" * 61, "at most")):
+        rc, out, err = cli("runs", "rename", first, bad, "--json")
+        assert_plain_failure(rc, err, why)
+        assert last_json(out)["error"] in err
+    assert_plain_failure(*cli("runs", "rename", "no-such-run", "x")[::2], "no-such-run")
+    assert runnames.display_name(first) == "toy linear 1"
+    rc, out, err = cli("runs", "--json", "rename", first, "mine")  # --json before the names works too
+    assert rc == 0 and last_json(out) == {"run": first, "name": "mine"}

@@ -33,7 +33,7 @@ def open_demo(run_id: str | None) -> AppTest:
 
 def test_only_finished_runs_can_be_published(trained):
     queued = prepare_run(TrainConfig(dataset="toy", strategy="linear", **SMALL))
-    with pytest.raises(workspace.WorkspaceError, match="finished run"):
+    with pytest.raises(workspace.WorkspaceError, match="saved model"):
         demo.publish(queued)
     demo.publish(trained)
     assert demo.is_published(trained) and not demo.is_published(queued)
@@ -46,6 +46,7 @@ def test_published_demo_predicts_and_shows_nothing_else(trained):
     at = open_demo(trained)
     assert at.title[0].value == "Try the classifier"
     assert not at.selectbox  # no dataset picker, no settings: only the predict box
+    assert at.caption[0].value == "Model: **toy linear 1**"  # its name, not its id
     at.file_uploader(key="demo.files").upload("red.png", _png((220, 40, 40), 7), "image/png").run()
     assert any(m.value == "**red**" for m in at.markdown)
     assert not at.warning  # an image like the training images: no warning
@@ -76,4 +77,21 @@ def test_unpublished_unknown_and_stopped_links_get_a_friendly_message(trained):
 def test_without_a_run_the_app_opens_as_usual():
     at = open_demo(None)
     assert at.title[0].value != "Try the classifier"
+    assert not at.exception
+
+
+def test_a_run_stopped_early_is_published_and_its_demo_names_it():
+    from imgcls import runnames
+    from imgcls.ui.text import plain
+    from test_runs import stopped_finetune
+
+    make_dataset(per_class=12)
+    run_id = stopped_finetune()
+    runnames.rename_run(run_id, "my *first* [model]")
+    demo.publish(run_id)
+    at = open_demo(run_id)
+    assert at.title[0].value == "Try the classifier"
+    assert at.caption[0].value == f"Model: **{plain('my *first* [model]')}** · stopped early, its best model so far"
+    at.file_uploader(key="demo.files").upload("red.png", _png((220, 40, 40), 7), "image/png").run()
+    assert any(m.value in ("**red**", "**blue**") for m in at.markdown)  # it predicts with the kept model
     assert not at.exception

@@ -128,7 +128,9 @@ def test_saved_evaluations_keep_tta_apart_and_mark_rows_fixed_since(imgcls_home)
     make_dataset(per_class=10)
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
     run(run_id, echo=lambda _: None)
-    assert saved_evaluation(run_id, "val") is None
+    # the training job saved the validation evaluation (without TTA) once its model was kept; nothing else
+    assert saved_evaluation(run_id, "val")["tta"] is False and saved_evaluation(run_id, "val", True) is None
+    assert saved_evaluation(run_id, "test") is None
     plain, flipped = evaluate(run_id, "val"), evaluate(run_id, "val", tta=True)
     assert saved_evaluation(run_id, "val")["tta"] is False and saved_evaluation(run_id, "val", True)["tta"] is True
     assert plain["predictions"] != flipped["predictions"]
@@ -138,3 +140,44 @@ def test_saved_evaluations_keep_tta_apart_and_mark_rows_fixed_since(imgcls_home)
     journal.edit("toy", "exclude", [b], source="evaluate")
     notes = changes_since(table, workspace.read_manifest("toy"))
     assert list(notes.iloc[:2]) == ["relabelled to green since", "excluded since"] and set(notes.iloc[2:]) == {""}
+
+
+def test_a_linear_run_is_scored_from_its_cached_features_as_the_whole_model_scores_it(imgcls_home, monkeypatch):
+    from imgcls import evaluate as evaluation
+    from imgcls import imgcache
+
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=5, **SMALL))
+    run(run_id, echo=lambda _: None)
+    real = imgcache.load_images
+    with monkeypatch.context() as patch:  # the features training cached stand for the backbone: no image decoded
+        patch.setattr(imgcache, "load_images", lambda *a, **k: pytest.fail("decoded images"))
+        fast = evaluation.predict_split(run_id, "val")
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "_cached_features", lambda *a: None)  # the whole model on the decoded images
+        patch.setattr(imgcache, "load_images", real)
+        full = evaluation.predict_split(run_id, "val")
+    columns = ["p:blue", "p:red"]
+    assert np.allclose(fast[columns].to_numpy(), full[columns].to_numpy(), atol=1e-5)
+    assert list(fast["prediction"]) == list(full["prediction"]) and list(fast["path"]) == list(full["path"])
+    # a missing cache entry, or mirrored images (TTA), take the whole model again
+    [key_dir] = list((imgcls_home / "cache" / "features").iterdir())
+    (key_dir / f"{fast['hash'].iloc[0]}.npy").unlink()
+    decoded = []
+    monkeypatch.setattr(imgcache, "load_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    again = evaluation.predict_split(run_id, "val")
+    evaluation.predict_split(run_id, "val", tta=True)
+    assert decoded == [1, 1] and np.allclose(again[columns].to_numpy(), full[columns].to_numpy(), atol=1e-5)
+
+
+def test_a_failed_evaluation_after_training_leaves_the_run_done(imgcls_home, monkeypatch):
+    from imgcls import evaluate as evaluation
+
+    make_dataset(per_class=10)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    said = []
+    run(run_id, echo=said.append)
+    assert runs.read_status(run_id)["state"] == "done" and (runs.run_dir(run_id) / "model.safetensors").exists()
+    assert not (runs.run_dir(run_id) / "evaluation-val.json").exists()
+    assert any("not evaluated yet: disk full" in line for line in said)

@@ -86,7 +86,7 @@ def test_a_confusion_cell_lists_exactly_its_images():
     assert len(mistakes) == min(len(wrong), 12)
     if len(wrong):
         top = wrong.sort_values("confidence").iloc[-1]
-        assert mistakes[0] == f"really {top['label']} → {top['prediction']} · {top['confidence']:.0%}"
+        assert mistakes[0] == f"really {top['label']} → {top['prediction']} · {top['confidence']:.1%}"
     assert not at.exception
 
 
@@ -332,4 +332,61 @@ def test_leaked_validation_images_are_named_with_the_fairer_accuracy():
     [code] = [c.value for c in at.code if "evaluate(run_id" in c.value]
     assert f"run_id = {run_id!r}" in code
     compile(code, "evaluate", "exec")
+    assert not at.exception
+
+
+# --- a run stopped early, and run names ----------------------------------------------------------------
+
+
+def test_a_stopped_run_is_evaluated_compared_exported_and_published_marked_as_stopped_early():
+    from imgcls import demo
+    from test_runs import stopped_finetune
+
+    name = make_dataset(per_class=12)
+    workspace.save_setting("active_dataset", name)
+    stopped = stopped_finetune(name)
+    finished = train_again(name)
+    at = open_evaluate()
+    picker = at.selectbox(key="evaluate.run")
+    assert picker.value == finished  # the newest of the active dataset comes first
+    kept = runs.read_status(stopped)["result"]
+    done = runs.read_status(finished)["result"]
+    assert picker.options == [f"toy linear 1 · toy · linear · {done['val_accuracy']:.1%}",
+                              f"toy finetune 1 · toy · finetune · {kept['val_accuracy']:.1%} · stopped early"]
+    assert not at.warning  # a finished run has no stopped-early note
+
+    picker.set_value(stopped).run()
+    assert any("Stopped early by the user" in w.value and f"{kept['val_accuracy']:.1%}" in w.value for w in at.warning)
+    saved = workspace.read_json(runs.run_dir(stopped) / "evaluation-val.json")
+    assert metric(at, "Accuracy") == f"{saved['accuracy']:.1%}"
+    assert any(stopped in c.value for c in at.caption)  # the id, for the command line
+    at.selectbox(key="evaluate.second").set_value(finished).run()  # the compare tab offers the finished run
+    assert "difference" in _frame(at, "difference").columns
+    assert any("First: toy finetune 1 \\(stopped early\\); second: toy linear 1" in c.value for c in at.caption)
+    at.button(key="evaluate.export").click().run()
+    assert at.get("download_button") and any("says it was stopped early" in c.value for c in at.caption)
+    at.button(key=f"demo.publish.{stopped}").click().run()
+    assert demo.is_published(stopped)
+    assert not at.exception
+
+
+def test_a_run_is_renamed_from_the_evaluate_page_and_shown_markdown_safe():
+    from imgcls.ui.text import plain
+
+    first = trained_run()
+    second = train_again(epochs=2)
+    at = open_evaluate()
+    assert at.selectbox(key="evaluate.run").value == second
+    typed = "**big** [link](http://example.com) :red[x]"
+    at.text_input(key=f"evaluate.rename.{second}").input(typed)
+    at.button(key=f"evaluate.rename.{second}.save").click().run()
+    assert runs.read_config(second)["name"] == typed and not at.error
+    assert at.selectbox(key="evaluate.run").options[0].startswith(f"{typed} · toy · linear")  # a picker: plain text
+    at.selectbox(key="evaluate.second").set_value(first).run()
+    settings = [m.value for m in at.markdown if m.value.startswith("**Settings that differ**")]
+    assert settings == [f"**Settings that differ** between {plain(typed)} (first) and toy linear 1 (second):"]
+    # a name in use is refused with the reason, and nothing changes
+    at.text_input(key=f"evaluate.rename.{second}").input("Toy Linear 1")
+    at.button(key=f"evaluate.rename.{second}.save").click().run()
+    assert "already called" in at.error[0].value and runs.read_config(second)["name"] == typed
     assert not at.exception

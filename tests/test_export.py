@@ -73,3 +73,20 @@ def test_standalone_script_needs_only_onnxruntime_pillow_and_numpy():
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert roots <= {"json", "sys", "pathlib", "numpy", "onnxruntime", "PIL"}
+
+
+def test_the_model_card_names_the_run_and_a_run_without_a_model_is_refused(bundle, tmp_path):
+    from imgcls import runnames, workspace
+    from imgcls.ui.text import plain
+
+    run_id, out = bundle
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: toy linear 1\n") and f"`{run_id}`" in card
+    assert "Stopped early" not in card  # a finished run
+    runnames.rename_run(run_id, "<img src=x> *mine*")
+    card = (export_run(run_id, tmp_path / "again") / "MODEL_CARD.md").read_text()
+    assert card.startswith(f"# Model card: {plain('<img src=x> *mine*')}\n")
+    queued = prepare_run(TrainConfig(dataset="toy", strategy="linear", **SMALL))
+    with pytest.raises(workspace.WorkspaceError, match="no model to export"):
+        export_run(queued, tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from imgcls import duplicates, health, healthjob, imagestats, workspace
+from imgcls import duplicates, health, healthjob, imagestats, versions, workspace
 from imgcls.data import import_sample, import_zip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -415,11 +415,33 @@ def test_is_stale_answers_from_the_file_stamp_and_else_from_the_content(imgcls_h
 
     import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "st")
     df = workspace.read_manifest("st")
-    report = {"manifest_digest": health.manifest_digest(df), "manifest_stamp": health._stamp("st")}
+    report = {"version": versions.dataset_version("st", df), "manifest_stamp": health._stamp("st")}
     assert not health.is_stale("st", report)
-    assert not health.is_stale("st", {**report, "manifest_digest": "not read"})  # untouched file: no read
+    assert not health.is_stale("st", {**report, "version": {"digest": "not read"}})  # untouched file: no read
     journal.edit("st", "exclude", [df["path"].iloc[0]])
     assert health.is_stale("st", report)
     journal.undo("st")  # the file changed, its content is back: not stale
     assert not health.is_stale("st", report)
     assert health.is_stale("st", None)
+
+
+def test_reading_a_report_loads_no_torch():
+    """Pages read reports on every click; with torch in the server every script run's clean-up is slower."""
+    code = ("import sys; import imgcls.health, imgcls.report, imgcls.ui.review_health, imgcls.ui.review_groups; "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_label_error_suspicion_follows_its_score(planted):
+    report, _ = planted
+    finding = _finding(report, "label_error")
+    only = [(s, report["images"][p]["suspicion"]) for p, s in zip(finding["images"], finding["scores"])
+            if report["images"][p]["kinds"] == ["label_error"]]
+    assert len(only) >= 5
+    ranks = sorted(only, key=lambda pair: -pair[0])
+    assert [v for _, v in ranks] == sorted((v for _, v in only), reverse=True)  # the same order …
+    assert len({v for _, v in only}) > len(only) // 2  # … and not one flat value for all
+    assert all(v == pytest.approx(health.WEIGHT["high"] * s, abs=1e-3) for s, v in only)

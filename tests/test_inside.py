@@ -54,3 +54,27 @@ def test_top5_refuses_a_model_with_a_new_head():
     dcfg = data_config(model)
     with pytest.raises(ValueError, match="ImageNet head"):
         inside.imagenet_top(model, np.zeros((224, 224, 3), np.uint8), dcfg)
+
+
+def test_maps_are_shown_at_the_input_size_and_smoothly():
+    m = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    big = inside.enlarge(m, 224)
+    assert big.shape == (224, 224) and big.dtype == np.uint8
+    assert len(np.unique(big)) > 2  # bilinear: shades between the cells, not blocks of static
+    blocky = inside.enlarge(m, 224, smooth=False)
+    assert set(np.unique(blocky)) == {0, 255}
+
+
+def test_one_hot_pixel_does_not_turn_the_rest_of_a_map_black(lite0, monkeypatch):
+    act = torch.ones(2, 16, 16)
+    act[0, 3, 3] = 1000.0  # one outlier; every other pixel is as active as the next
+    monkeypatch.setattr(inside, "stage_outputs", lambda *a: {"early": act})
+    maps = inside.feature_maps(lite0, np.zeros((224, 224, 3), np.uint8), data_config(lite0), top=2)
+    assert np.median(maps["early"]["maps"][0]) > 200
+
+
+def test_each_stage_says_what_to_look_for(lite0):
+    dcfg = data_config(lite0)
+    maps = inside.feature_maps(lite0, inside.prepare(Image.fromarray(skdata.chelsea()), dcfg), dcfg, top=2)
+    assert all(len(stage["look_for"]) > 40 for stage in maps.values())
+    assert "beside the photo" in maps["early"]["look_for"]

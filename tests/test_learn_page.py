@@ -108,3 +108,22 @@ def test_an_experiment_that_cannot_start_says_why_plainly(monkeypatch):
     at.button(key="learn.experiment.start.label-noise").click().run()
     assert any(e.value == f"The experiment could not start: {refused}" for e in at.error)
     assert not at.exception
+
+
+def test_feature_maps_lie_beside_the_input_at_its_size_with_what_to_look_for(monkeypatch):
+    from imgcls import inside
+
+    sides = []
+    real = inside.enlarge
+    monkeypatch.setattr(inside, "enlarge", lambda m, side, smooth=True: sides.append(side) or real(m, side, smooth))
+    data.import_sample("shapes", "shapes")
+    workspace.save_setting("active_dataset", "shapes")
+    at = open_learn()
+    # every map is drawn at the input's own size (224 px for the default backbone), beside the input
+    assert sides == [224] * (3 * learning.SHOWN_MAPS)
+    inputs = [img for img in at.get("image") if img.captions == ["input, 224×224"]]
+    assert len(inputs) == 3
+    said = [c.value for c in at.caption]
+    for stage, look in inside.STAGE_LOOK.items():
+        assert f"What to look for: {look}" in said, stage
+    assert not at.exception

@@ -75,6 +75,51 @@ def test_grad_cam_of_a_prediction(trained):
     assert out["heat"].min() >= 0 and out["heat"].max() <= 1
 
 
+def test_dataset_overlays_are_made_in_one_batch_cached_on_disk_and_match_one_by_one(trained, monkeypatch):
+    from PIL import Image
+
+    from imgcls import ood, runs
+
+    predictor = Predictor(trained)
+    assert not (runs.run_dir(trained) / ood.FILE).exists()  # Grad-CAM needs no out-of-distribution reference
+    df = workspace.read_manifest("toy")
+    rows = df[df["split"] == "val"].head(4)
+    folder = workspace.dataset_dir("toy")
+    items = [(p, h, n % 2) for n, (p, h) in enumerate(zip(rows["path"], rows["hash"]))]
+    items.append(("images/gone.png", "0" * 40, 0))  # a file removed since: no overlay, the rest go on
+    batches = []
+    real = Predictor.explain_prepared
+    monkeypatch.setattr(Predictor, "explain_prepared", lambda self, images, *a, **k: batches.append(len(images))
+                        or real(self, images, *a, **k))
+    files = predictor.overlay_files(folder, items)
+    assert batches == [4] and files[-1] is None and all(f.exists() for f in files[:-1])
+    assert not (runs.run_dir(trained) / ood.FILE).exists()
+    for (path, _, index), file in zip(items[:-1], files[:-1]):  # each file is that image's overlay for that class
+        shown = np.asarray(Image.open(file)).astype(int)
+        own, other = (predictor.explain((folder / path).read_bytes(), c)["overlay"].astype(int)
+                      for c in (index, 1 - index))
+        assert np.abs(shown - own).mean() < 10 < np.abs(shown - other).mean()  # JPEG's loss only
+    batches.clear()
+    assert predictor.overlay_files(folder, items[:4]) == files[:4] and batches == []  # read, not made again
+    assert predictor.overlay_files(folder, [(items[0][0], items[0][1], 1 - items[0][2])])[0] != files[0]
+
+
+def test_the_reference_is_built_on_first_need_once(trained, monkeypatch):
+    from imgcls import ood
+
+    built = []
+    real = ood.reference
+    monkeypatch.setattr(ood, "reference", lambda *a, **k: built.append(1) or real(*a, **k))
+    predictor = Predictor(trained)
+    assert not predictor.reference_ready and built == []  # loading the model builds nothing
+    predictor.predict([("a.png", _png((220, 40, 40), 5))], familiar=False)
+    assert built == []  # nor a prediction that does not ask whether the image is familiar
+    row = predictor.predict([("a.png", _png((220, 40, 40), 5))])[0]
+    assert built == [1] and predictor.reference_ready and "unfamiliar" in row
+    predictor.predict([("b.png", _png((40, 40, 220), 6))])
+    assert built == [1]
+
+
 def test_uploaded_zip_bytes_with_a_corrupt_member_go_on_and_report_it(trained):
     from conftest import make_zip
 

@@ -139,3 +139,44 @@ def test_imports_and_edits_replay_in_the_order_they_happened(imgcls_home, tmp_pa
     monkeypatch.setenv("IMGCLS_HOME", str(imgcls_home))
     mine = workspace.read_manifest("mixed").set_index("hash")[["label", "split"]].sort_index()
     assert theirs.equals(mine)
+
+
+def test_data_code_for_a_version_leaves_the_edited_dataset_alone_and_rebuilds_that_version_beside_it(
+        imgcls_home, tmp_path):
+    from imgcls import versions
+
+    import_zip(_zip_on_disk(tmp_path / "colours.zip", per_class=4), "colours")
+    a, b = list(workspace.read_manifest("colours")["path"][:2])
+    journal.edit("colours", "relabel", [a], "green")
+    version = versions.dataset_version("colours")
+    journal.edit("colours", "exclude", [b])  # made later: not part of that version
+    before = workspace.read_manifest("colours")
+    code = recipe.data_code("colours", version)
+    assert code.count("journal.edit") == 1 and "'exclude'" not in code
+    exec(code, {})
+    assert workspace.read_manifest("colours").equals(before)
+    rebuilt = workspace.read_manifest("colours-edit-1")
+    assert versions.kept_digest(rebuilt) == version["kept"] and versions.manifest_digest(rebuilt) == version["digest"]
+    exec(code, {})  # a second time the copy is there already and is used as it is
+    assert workspace.list_datasets() == ["colours", "colours-edit-1"]
+
+
+def test_data_code_stops_with_a_plain_message_when_the_source_no_longer_gives_that_version(
+        imgcls_home, tmp_path, monkeypatch):
+    import pytest
+
+    from imgcls import versions
+
+    src = _zip_on_disk(tmp_path / "colours.zip", per_class=4)
+    import_zip(src, "colours")
+    code = recipe.data_code("colours", versions.dataset_version("colours"), "the data")
+    _zip_on_disk(src, per_class=5)  # the file on disk changed since it was imported
+    monkeypatch.setenv("IMGCLS_HOME", str(tmp_path / "elsewhere"))
+    with pytest.raises(SystemExit, match="colours does not hold the data"):
+        exec(code, {})
+
+
+def test_the_training_code_of_a_cpu_run_names_its_threads_and_device():
+    code = recipe.train_code({"strategy": "linear", "threads": 2, "device": "cpu", "seed": 0})
+    assert "threads=2" in code and "device='cpu'" in code
+    compile(code, "train", "exec")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imgcls import health, workspace
+from imgcls import health, journal, versions, workspace
 from imgcls.data import import_files
 from imgcls.report import render
 
@@ -56,6 +58,7 @@ def _dataset(name: str = "rep") -> dict:
     folder, df = workspace.dataset_dir(name), workspace.read_manifest(name)
     copy = df.iloc[0].copy()  # an exact copy in another split: import would have dropped it
     copy["path"], copy["split"] = "images/copy.png", "val" if copy["split"] == "train" else "train"
+    copy["source"] = "copies/copy.png"
     (folder / copy["path"]).write_bytes((folder / df.iloc[0]["path"]).read_bytes())
     workspace.write_manifest(folder, pd.concat([df, copy.to_frame().T], ignore_index=True))
     return health.check(name)
@@ -111,3 +114,69 @@ def test_cli_report_checks_again_when_stale(imgcls_home, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["out"] == str(out) and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert not health.is_stale("cli", health.load("cli"))
+
+
+def _total_row(page: str) -> list[int]:
+    row = re.search(r'<tr class="total">(.*?)</tr>', page).group(1)
+    return [int(v) for v in re.findall(r"<td>(\d+)</td>", row)]
+
+
+def _figure_of(page: str, source_name: str) -> str:
+    """The <figure> of the first thumbnail whose caption names this file."""
+    at = page.index(f">{source_name}</span>")
+    return page[page.rindex("<figure", 0, at):page.index("</figure>", at)]
+
+
+def test_a_report_states_the_version_it_describes(imgcls_home):
+    report = _dataset("cur")
+    assert report["version"] == versions.dataset_version("cur")  # recorded when the check ran
+    assert health.load("cur")["version"] == report["version"]
+    page = render("cur", report)
+    body = page[page.index("<body>"):]
+    assert 'class="stale"' not in page and body.startswith("<body><h1>")
+    assert f"Describes dataset version {report['version']['label']}, the current one" in page
+    # the class table and "N images checked" tell the same story
+    assert f"{report['images_checked']} images checked" in page
+    assert _total_row(page)[-1] == report["images_checked"]
+
+
+def test_a_report_downloaded_after_edits_says_so_at_its_top_and_marks_each_change(imgcls_home):
+    report = _dataset("ed")
+    rows = workspace.read_manifest("ed").set_index("path")
+    copies = next(f for f in report["findings"] if f["kind"] == "exact_duplicate")["groups"][0]
+    dark = next(f for f in report["findings"] if f["kind"] == "dark")["images"][0]
+    relabelled, moved = copies
+    journal.edit("ed", "relabel", [relabelled], "wasps")
+    journal.edit("ed", "move", [moved], "test" if rows.at[moved, "split"] != "test" else "train")
+    journal.edit("ed", "exclude", [dark])
+    from imgcls.ui import review_export
+
+    page = review_export._report_html("ed")  # what the Review page's download button hands over
+    body = page[page.index("<body>"):]
+    assert body.startswith('<body><div class="stale"><strong>This report is out of date.</strong>')
+    banner = body[:body.index("</div>")]
+    now = versions.dataset_version("ed")
+    assert report["version"]["label"] in banner and now["label"] in banner  # from which version, and now
+    assert "1 image relabelled, 1 moved to another split, 1 excluded" in banner
+    name = lambda path: Path(rows.at[path, "source"]).name  # noqa: E731
+    figure = _figure_of(page, name(relabelled))
+    assert f"<br>{rows.at[relabelled, 'label']} · " in figure  # the label the finding was made with …
+    assert "relabelled wasps since the check" in figure  # … and what it is now
+    assert "moved to" in _figure_of(page, name(moved))
+    dark_figure = _figure_of(page, name(dark))
+    assert 'class="excluded"' in dark_figure and "excluded since the check" in dark_figure
+    checked, current = _total_row(page)[-2:]
+    assert checked == report["images_checked"] and current == now["images"]
+    assert health.check("ed") and 'class="stale"' not in render("ed", health.load("ed"))
+
+
+def test_copies_are_shown_as_whole_groups_with_each_members_role(imgcls_home):
+    report = _dataset("grp")
+    leak = next(f for f in report["findings"] if f["kind"] == "leakage")
+    page = render("grp", report)
+    section = page[page.index(leak["title"]):]
+    section = section[:section.index("</section>")]
+    group = re.search(r'<div class="group">(.*?)</div></div>', section + "</div>").group(1)
+    assert group.count("<figure") == len(leak["groups"][0]) == 2
+    assert "training copy" in group and "held out: act on this one" in group
+    assert "train" in group and ("validation" in group or "test" in group)

@@ -109,6 +109,12 @@ def apply(at: AppTest, action: str, **values) -> AppTest:
     return at.button(key="review.bulk.apply").click().run()
 
 
+def open_expander(at: AppTest, key: str) -> AppTest:
+    """Open an expander that draws its content only while open (as a click on it does)."""
+    at.session_state[key] = True
+    return at.run()
+
+
 def captions(at: AppTest) -> list[str]:
     return [c for img in at.image for c in img.captions]
 
@@ -145,7 +151,9 @@ def test_health_summary_ranks_findings_and_filters_the_gallery(dataset, fake_hea
     assert [t.split("**")[1] for t in titles] == ["Possible label errors", "Unreadable files",
                                                  "Unbalanced classes", "Blurry images"]
     assert any("a/broken.png" in c.value for c in at.caption)  # unreadable files are named, not filtered
-    assert any("threshold 12.5" in c.value for c in at.caption)  # the numbers, for experts
+    # the numbers behind a finding as a sentence, never as raw keys ("threshold 12.5", "left out images 0")
+    assert any("gives its current label 10% to 30% chance" in c.value for c in at.caption)
+    assert not any("threshold" in c.value or "left out images" in c.value for c in at.caption)
     assert not any("edited the dataset since" in w.value for w in at.warning)
     first = [c for c in captions(at)][:3]
     label_errors = report["findings"][1]["images"]
@@ -188,7 +196,8 @@ def test_relabel_to_a_new_class_then_undo_and_redo(dataset):
     at.button(key="review.redo").click().run()
     assert manifest().at[path, "label"] == "zebra"
     assert [e["action"] for e in journal.history("d")] == ["relabel", "undo", "redo"]
-    at.expander(key="review.history")  # the history lists every entry, newest first
+    assert not any("redo of edit #1" in m.value for m in at.markdown)  # closed: not drawn at all
+    open_expander(at, "review.history")  # the history lists every entry, newest first
     assert any("redo of edit #1" in m.value for m in at.markdown)
     assert not at.exception
 
@@ -280,6 +289,8 @@ def test_one_at_a_time_assigns_a_class_and_moves_on(dataset, fake_health):
     first, second = fake_health["d"]["findings"][1]["images"]  # the most suspicious two
     assert at.session_state["review.one.d"] == first
     assert any("may be **b**" in m.value for m in at.markdown)
+    assert any("gives its current label 10% chance" in c.value for c in at.caption)  # its own score, in words
+    assert not any("(score " in c.value for c in at.caption)
     at.button(key="review.one.assign.b").click().run()
     assert manifest().at[first, "label"] == "b"
     assert at.session_state["review.one.d"] == second
@@ -320,7 +331,7 @@ def test_a_workspace_error_in_an_edit_is_a_plain_message(dataset, monkeypatch):
     assert [e.value for e in at.error] == [str(busy)]
     at.button(key="review.undo").click().run()
     assert [e.value for e in at.error] == [str(busy)]
-    at.checkbox(key="review.purge.confirm.d").check().run()
+    open_expander(at, "review.purge_open").checkbox(key="review.purge.confirm.d").check().run()
     at.button(key="review.purge").click().run()
     assert [e.value for e in at.error] == [str(busy)] and (workspace.dataset_dir("d") / path).exists()
     assert not at.exception
@@ -334,7 +345,7 @@ def test_notes_and_labels_are_shown_as_typed_not_as_markdown(dataset):
     at = open_review()
     shown = r"\!\[x\]\(http\://h/x.png\) \*bold\*"
     assert any(f"note: {shown}" in c.value for c in at.caption)  # under the thumbnail
-    at.expander(key="review.history")
+    open_expander(at, "review.history")
     assert any(shown in m.value for m in at.markdown)  # the history of edits
     assert at.button(key="review.undo").label == r"Undo: relabel 1 image as '\:red\[\$x\$\]'"
     at.segmented_control(key="review.mode").set_value("one").run()
@@ -353,7 +364,7 @@ def test_notes_and_labels_are_shown_as_typed_not_as_markdown(dataset):
 def test_purge_asks_first_then_deletes_the_excluded_files(dataset):
     path = workspace.read_manifest("d")["path"][0]
     journal.edit("d", "exclude", [path])
-    at = open_review()
+    at = open_expander(open_review(), "review.purge_open")
     assert at.button(key="review.purge").disabled
     at.checkbox(key="review.purge.confirm.d").check().run()
     assert "cannot be undone" in at.checkbox(key="review.purge.confirm.d").label
@@ -367,7 +378,7 @@ def test_purge_asks_first_then_deletes_the_excluded_files(dataset):
 def test_purge_deletes_only_the_images_it_counted(dataset):
     first, second = list(workspace.read_manifest("d")["path"][:2])
     journal.edit("d", "exclude", [first])
-    at = open_review()
+    at = open_expander(open_review(), "review.purge_open")
     at.checkbox(key="review.purge.confirm.d").check().run()
     assert at.button(key="review.purge").label == "Empty the excluded images (1)"
     journal.edit("d", "exclude", [second])  # another tab excludes one more before the click

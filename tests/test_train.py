@@ -242,3 +242,96 @@ def test_training_records_exactly_the_saved_augmentation_pipeline():
     assert runs.read_config(run_id)["augment_pipeline"] == pipeline_to_dict(chosen)
     other = prepare_run(TrainConfig(dataset="toy", strategy="finetune", augment="none", **SMALL))
     assert runs.read_config(other)["augment_pipeline"]["transform"]["transforms"] == []
+
+
+# --- the data a run saw, and runs that repeat exactly -------------------------------------------------
+
+
+def test_a_run_trains_and_is_evaluated_on_the_version_it_was_prepared_on():
+    from imgcls import journal, versions
+    from imgcls.evaluate import changes_since, evaluate
+
+    make_dataset(per_class=8)
+    before = versions.dataset_version("toy")
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
+    df = workspace.read_manifest("toy")
+    val = df.loc[(df["split"] == "val") & (df["label"] == "red"), "path"].iloc[0]
+    trained = df[df["split"].isin(["train", "val"])]
+    journal.edit("toy", "relabel", [val], "blue")  # edits between Start and the run's first step
+    journal.edit("toy", "exclude", [trained["path"].iloc[0]])
+    run(run_id, echo=lambda _: None)
+    config = runs.read_config(run_id)
+    assert config["dataset_version"] == before
+    seen = [m for m in runs.read_metrics(run_id) if m["kind"] == "features"][0]
+    assert seen["images"] == len(trained)
+    metrics = evaluate(run_id, "val")  # evaluated after the edits: still the version it trained on
+    assert metrics["dataset_version"] == before
+    table = __import__("pandas").read_csv(metrics["predictions"], dtype={"label": str})
+    assert table.set_index("path").at[val, "label"] == "red"
+    notes = changes_since(table, workspace.read_manifest("toy")).set_axis(table["path"])
+    assert notes[val] == "relabelled to blue since"
+
+
+def _predictions(run_id):
+    from imgcls.evaluate import predict_split
+
+    table = predict_split(run_id, "val").sort_values("hash")
+    return table["hash"].tolist(), table[[c for c in table if c.startswith("p:")]].to_numpy()
+
+
+def test_the_same_images_in_another_manifest_order_train_the_same_model():
+    # the order of manifest rows used to decide the batches: a copy imported from the exported ZIP trained
+    # another model from the same data and seed
+    from imgcls import archive
+    from imgcls.data import import_zip
+
+    make_dataset(per_class=10, spread=90)
+    data = archive.export_dataset("toy")
+    import_zip(data, "copy", label_csv=__import__("zipfile").ZipFile(io.BytesIO(data)).read("manifest.csv"))
+    assert list(workspace.read_manifest("copy")["path"]) != list(workspace.read_manifest("toy")["path"])
+    ours = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=4, **SMALL))
+    theirs = prepare_run(TrainConfig(dataset="copy", strategy="linear", epochs=4, **SMALL))
+    for run_id in (ours, theirs):
+        run(run_id, echo=lambda _: None)
+    losses = [[m["train_loss"] for m in runs.read_metrics(r) if m["kind"] == "epoch"] for r in (ours, theirs)]
+    assert losses[0] == losses[1]
+    (h1, p1), (h2, p2) = _predictions(ours), _predictions(theirs)
+    assert h1 == h2 and np.array_equal(p1, p2)
+
+
+def test_reproducible_seeds_fixes_threads_and_kernels_on_the_cpu_then_restores_them():
+    from imgcls.loops import reproducible
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    drawn = []
+    for _ in range(2):
+        with reproducible(7, "cpu", threads=1):
+            assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+            drawn.append((torch.rand(4), np.random.rand(4)))
+    assert torch.equal(drawn[0][0], drawn[1][0]) and np.array_equal(drawn[0][1], drawn[1][1])
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    with reproducible(7, "cuda", threads=1):  # on a GPU the thread count is not the run's to change
+        assert torch.get_num_threads() == before[0]
+
+
+def test_a_run_records_its_thread_count_and_trains_with_it(monkeypatch):
+    from imgcls import heads
+    from imgcls.loops import default_threads
+
+    make_dataset()
+    assert runs.read_config(prepare_run(TrainConfig(dataset="toy", **SMALL)))["threads"] == default_threads()
+    seen = []
+    real = heads._train_head
+    monkeypatch.setattr(heads, "_train_head", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    _train("linear", epochs=2, threads=1)
+    assert seen == [1]
+
+
+def test_finetune_twice_with_the_same_seed_gives_the_same_weights():
+    make_dataset()
+    states = []
+    for _ in range(2):  # augmented batches, the network's top layers learning: the last epoch's weights
+        run_id, _ = _train("finetune", epochs=1, head_epochs=2, augment="medium")
+        states.append(torch.load(runs.run_dir(run_id) / "last.pt", weights_only=True)["model"])
+    changed = [k for k, v in states[0].items() if v.is_floating_point()]
+    assert changed and all(torch.equal(states[0][k], states[1][k]) for k in changed)

@@ -220,3 +220,51 @@ def test_header_names_the_pipeline_saved_on_the_augment_page():
     at = open_train()
     assert any("saved pipeline, 1 transform (VerticalFlip)" in m.value for m in at.markdown)
     assert not at.exception
+
+
+def test_a_stopped_run_shows_its_name_and_kept_accuracy_and_is_renamed_from_the_page():
+    from imgcls.train import run
+    from imgcls.ui.text import plain
+    from test_runs import stopped_finetune
+    from test_train import SMALL, make_dataset
+
+    make_dataset(per_class=12)
+    workspace.save_setting("active_dataset", "toy")
+    stopped = stopped_finetune()
+    at = open_train()
+    kept = runs.read_status(stopped)["result"]
+    table = next(d.value for d in at.dataframe if "best val accuracy" in d.value.columns).set_index("run")
+    assert table.at[stopped, "name"] == "toy finetune 1"
+    assert table.at[stopped, "state"] == "stopped early (cancelled)"
+    assert table.at[stopped, "best val accuracy"] == pytest.approx(100 * kept["val_accuracy"])  # not "–"
+    assert any(c.value.startswith("Stopped early by the user") for c in at.caption)
+    assert [p.proto.label for p in at.get("page_link") if "kept" in p.proto.label] == ["Evaluate the model kept"]
+    assert any(m.value == "**toy finetune 1**" for m in at.markdown)  # one run: its name, no picker
+
+    typed = "_mine_ <b>run</b> #1"
+    at.text_input(key=f"train.rename.{stopped}").input(typed)
+    at.button(key=f"train.rename.{stopped}.save").click().run()
+    assert runs.read_config(stopped)["name"] == typed
+    assert any(m.value == f"**{plain(typed)}**" for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "best val accuracy" in d.value.columns)
+    assert list(table["name"]) == [typed]
+
+    linear = prepare_run(TrainConfig("toy", epochs=3, **SMALL))
+    run(linear, echo=lambda _: None)
+    at = open_train()
+    picker = at.selectbox(key="train.picker")
+    assert picker.value == linear and picker.options == [
+        f"toy linear 1 · linear · {runs.read_status(linear)['result']['val_accuracy']:.1%}",
+        f"{typed} · finetune · {kept['val_accuracy']:.1%} · stopped early"]
+    assert not at.exception
+
+
+def test_run_names_in_the_comparison_chart_are_text_not_markup():
+    records = [{"kind": "epoch", "stage": "head", "epoch": 1, "val_loss": 0.5, "val_accuracy": 0.5}]
+    fig = training_charts.compare_val_accuracy({"<b>bold</b> %{y} & co": records})
+    assert fig.data[0].name == "&lt;b&gt;bold&lt;/b&gt; %{y} &amp; co"
+    assert "bold" not in fig.data[0].hovertemplate  # the name is not read as a template
+    row = training_charts.run_row("an-id", {"name": "mine", "strategy": "linear"},
+                                  {"state": "interrupted", "result": {"val_accuracy": 0.8, "stopped_early": True}})
+    assert (row["name"], row["run"], row["state"], row["best val accuracy"]) == \
+        ("mine", "an-id", "stopped early (interrupted)", 0.8)

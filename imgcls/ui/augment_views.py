@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,8 @@ from . import cached, state
 
 from .augmenting import (CHOICES, MEASURED, SEED, TILE_PX, UPLOAD_ERROR, UPLOAD_SEEN, VARIABILITY,
                          set_choices)
+
+PER_ROW = 4  # preview tiles a row (the original and its versions), so captions keep room for their words
 
 
 # --- the preview --------------------------------------------------------------------------------------
@@ -59,12 +62,18 @@ def preview_controls(dataset: str):
         k = st.slider("Versions", 1, 11, 7, key="augment.one.k")
         return mine[mine["path"] == name].head(1), k
     chosen = c1.multiselect("Classes", classes, default=classes[:4], key="augment.classes")
-    n = c2.slider("Images", 1, 8, 4, key="augment.n")
+    n = c2.slider("Images per class", 1, 4, 1, key="augment.per_class",
+                  help="How many training images of each chosen class are previewed.")
     k = st.slider("Versions of each image", 1, 6, 3, key="augment.k")
-    by_class = [rows[rows["label"].astype(str) == c] for c in (chosen or classes[:4])]
-    picked = [by_class[i % len(by_class)].iloc[[i // len(by_class)]] for i in range(n)
-              if i // len(by_class) < len(by_class[i % len(by_class)])]
-    return (pd.concat(picked) if picked else None), k
+    return preview_rows(rows, chosen or classes[:4], n), k
+
+
+def preview_rows(rows: pd.DataFrame, classes: list[str], per_class: int) -> pd.DataFrame | None:
+    """The first `per_class` training images of each class, class by class (fewer where a class has fewer)."""
+    labels = rows["label"].astype(str)
+    picked = [rows[labels == c].head(per_class) for c in classes]
+    picked = [p for p in picked if len(p)]
+    return pd.concat(picked) if picked else None
 
 
 def _resample() -> None:
@@ -88,14 +97,22 @@ def show_preview(dataset: str, rows, k: int, pipeline: dict, size: int, dcfg: di
         st.error(f"The preview could not be made: {augspec.plain_validation_error(exc)}")
         return
     for tile, label in zip(tiles, rows["label"].astype(str)):
-        cols = st.columns(k + 1)
-        cols[0].image(tile["original"], width=min(TILE_PX, size))
-        cols[0].caption(f"**{label}** · original, as the model sees it")
-        for col, version in zip(cols[1:], tile["augmented"]):
-            col.image(version["image"], width=min(TILE_PX, size))
-            col.caption("  \n".join(version["applied"]) or "unchanged this time")
+        shown = [(tile["original"], f"**{label}** · original, as the model sees it")]
+        shown += [(v["image"], "  \n".join(breakable(a) for a in v["applied"]) or "unchanged this time")
+                  for v in tile["augmented"]]
+        # at most PER_ROW tiles a row: more would squeeze each caption into a column a few words wide
+        for start in range(0, len(shown), PER_ROW):
+            for col, (image, caption) in zip(st.columns(PER_ROW), shown[start:start + PER_ROW]):
+                col.image(image, width=min(TILE_PX, size))
+                col.caption(caption)
     st.caption(f"Tiles are {size}×{size} px: the cached {side} px square, augmented, then centre-cropped "
                f"(or resized) to {size} px, exactly as in training. Seed {st.session_state[SEED]}.")
+
+
+def breakable(text: str) -> str:
+    """A transform's description whose long names may wrap only between their words ('Random·Resized·Crop',
+    with invisible break points), never inside one."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "\u200b", text)
 
 
 # --- label safety -------------------------------------------------------------------------------------
@@ -172,7 +189,9 @@ def _collect(key: str) -> None:
 def show_label_safety(dataset: str, choices: list[dict], pipeline: dict | None, size: int, dcfg: dict) -> None:
     """Rule-of-thumb warnings, and the measured accuracy lost per transform and class, on request."""
     classes = sorted(_train_rows(dataset)["label"].astype(str).unique())
-    colours = _class_colours(cached.stamp(dataset), imgcache.cache_size(size, dcfg["crop_pct"]), dcfg["interpolation"])
+    # the class colours mean reading up to 120 images: only when a transform's warning depends on them
+    colours = _class_colours(cached.stamp(dataset), imgcache.cache_size(size, dcfg["crop_pct"]),
+                             dcfg["interpolation"]) if labelsafety.needs_colours(choices) else None
     found = labelsafety.rule_warnings(choices, classes, colours)
     for text in found:
         st.warning(text, icon=":material/warning:")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgcls import demo, workspace
+from imgcls import demo, runnames, runs, workspace
 
-from .eval_predict import predictor, show_unfamiliar  # one loaded model per run, shared with the Evaluate page
+from .eval_predict import predictor, ready_model, show_unfamiliar  # one model per run, shared with Evaluate
+from .text import plain
 
 
 def demo_link(run_id: str) -> str:
@@ -48,11 +49,16 @@ def show_demo(run_id: str | None) -> None:
         return
     model = predictor(run_id)
     st.title("Try the classifier")
+    status = runs.read_status(run_id)
+    st.caption(f"Model: **{plain(runnames.display_name(run_id))}**"
+               + (" · stopped early, its best model so far" if runs.stopped_early(status) else ""))
     st.write(f"It tells apart: **{', '.join(model.classes)}**. Upload a photo or take one; nothing is stored.")
     files = st.file_uploader("Photos", type=None, accept_multiple_files=True, key="demo.files")
     shot = st.camera_input("Or take a photo", key="demo.camera") if st.toggle("Use the camera", key="demo.cam") else None
     inputs = [(f.name, f.getvalue()) for f in files or []] + ([("camera.jpg", shot.getvalue())] if shot else [])
     threshold = st.slider("Answer 'not sure' below this confidence", 0.0, 1.0, 0.5, 0.05, key="demo.threshold")
+    if inputs:
+        ready_model(run_id)  # the first photo for this model also builds its unfamiliar-image check
     for row in model.predict(inputs, top_k=3, min_confidence=threshold):
         st.subheader(row["file"])
         if "error" in row:

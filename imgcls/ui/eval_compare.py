@@ -7,9 +7,10 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls import compare, eval_charts, runs, training_charts
+from imgcls import compare, eval_charts, runnames, runs, training_charts
 
 from .evaluating import SPLITS, evaluable_runs, evaluation_controls, run_labels
+from .text import plain
 
 SECOND = "evaluate.second"  # id of the run compared with the one evaluated
 
@@ -19,11 +20,12 @@ def _label(labels: dict, run_id: str) -> str:
 
 
 def second_run_controls(run_id: str, config: dict) -> str | None:
-    """Pick a second finished run trained on the same dataset and classes; None until one is picked."""
+    """Pick a second run with a model (finished or stopped early) trained on the same dataset and classes;
+    None until one is picked."""
     others = [(r, c, s) for r, c, s in evaluable_runs() if r != run_id and compare.comparable(config, c)]
     if not others:
-        st.info("There is no other finished run on the same dataset and classes to compare with. Train another "
-                "one (a different strategy or backbone, say) and come back.")
+        st.info("There is no other run with a model (finished, or stopped early) on the same dataset and classes "
+                "to compare with. Train another one (a different strategy or backbone, say) and come back.")
         return None
     ids = [r for r, _, _ in others]
     if st.session_state.get(SECOND) not in ids:
@@ -33,12 +35,19 @@ def second_run_controls(run_id: str, config: dict) -> str | None:
                         help="Runs on the same dataset with the same classes, evaluated on the same split.")
 
 
+def _named(run_id: str) -> str:
+    """A run's name, marked when it was stopped early (its model is its best before the stop)."""
+    stopped = runs.stopped_early(runs.read_status(run_id))
+    return runnames.display_name(run_id) + (" (stopped early)" if stopped else "")
+
+
 def show_comparison(first_id: str, second_id: str, first: dict, split: str, tta: bool) -> None:
     """The second run evaluated like the first (on demand), then metrics, confusion difference, settings."""
     second = evaluation_controls(second_id, split, tta)
     if second is None:
         return
-    st.caption(f"Both on the {SPLITS[split].lower()} split, {'with' if tta else 'without'} TTA. "
+    st.caption(f"First: {plain(_named(first_id))}; second: {plain(_named(second_id))}. Both on the "
+               f"{SPLITS[split].lower()} split, {'with' if tta else 'without'} TTA. "
                "Difference = second − first; for the calibration error lower is better.")
     if first.get("images") != second.get("images"):
         st.warning(f"The two evaluations saw different numbers of images ({first.get('images')} and "
@@ -54,7 +63,8 @@ def show_comparison(first_id: str, second_id: str, first: dict, split: str, tta:
                "diagonal red is better.")
     st.plotly_chart(eval_charts.confusion_difference_figure(first, second), key="evaluate.compare.confusion")
     diff = training_charts.config_diff(runs.read_config(first_id), runs.read_config(second_id))
-    st.markdown(f"**Settings that differ** between `{first_id}` (first) and `{second_id}` (second):")
+    first_name, second_name = (plain(_named(r)) for r in (first_id, second_id))
+    st.markdown(f"**Settings that differ** between {first_name} (first) and {second_name} (second):")
     if diff.empty:
         st.caption("None: the two runs used the same settings.")
     else:

@@ -1,29 +1,30 @@
-"""The images behind the numbers: thumbnails or Grad-CAM overlays, each with fixes that go to the journal."""
+"""The images behind the numbers: the confusion matrix's cells and the worst mistakes, as thumbnails or
+Grad-CAM overlays, each with fixes that go to the journal. One fragment: a cell click, a fix or the overlay
+toggle reruns this part of the page only."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from imgcls import eval_charts, journal, workspace
 from imgcls.evaluate import changes_since
 from imgcls.images import ImageProblem
-from imgcls.predict import Predictor
 from imgcls.thumbs import thumbnail_path
 
 from . import cached
-from .eval_predict import model_stamp, predictor
+from .eval_predict import predictor, show_overlay_legend
 from .text import plain
 
 FIX_MESSAGE = "evaluate.fix.message"  # (gallery, "success"|"error", text) of the last fix made on this page
 LOOKED = "evaluate.looked"  # show Grad-CAM overlays instead of thumbnails
 THUMB_PX = 128
 PER_ROW = 6
+MAX_IMAGES = 24  # thumbnails shown for a confusion cell: enough to see a pattern, quick to send
 
 
 @dataclass(frozen=True)
@@ -38,32 +39,44 @@ class Gallery:
 
 def overlay_controls() -> bool:
     """Whether the images on screen show where the model looked (Grad-CAM) instead of the photo."""
-    return st.toggle("Show where the model looked", key=LOOKED,
-                     help="Colours the parts of each image shown that pushed the model towards its answer, red "
-                          "most (Grad-CAM). Computed once per image, only for the images on screen.")
+    looked = st.toggle("Show where the model looked", key=LOOKED,
+                       help="Colours the parts of each image shown that pushed the model towards its answer, red "
+                            "most (Grad-CAM). Computed once per image, only for the images on screen.")
+    if looked:
+        show_overlay_legend()
+    return looked
 
 
 def show_fix_help() -> None:
     """How fixes made here travel, and why the numbers above do not move yet."""
     st.caption("**Fix** under an image relabels or excludes it in the dataset. Each fix is written to the "
                "dataset's journal and shows on the Review page, where it can be undone too. The numbers on this "
-               "page change only after you train and evaluate again: these predictions keep the labels they "
-               "were scored with, and images fixed since are marked.")
+               "page change only after you train again: a run is scored on the labels of the data version it "
+               "trained on, and images fixed since that version are marked.")
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _overlay(_model: Predictor, run_id: str, stamp: int, dataset: str, path: str, digest: str,
-             class_index: int) -> np.ndarray:
-    # keyed by run, model file and image content; the predictor itself is not hashed (the stamp stands for it)
-    return _model.explain((workspace.dataset_dir(dataset) / path).read_bytes(), class_index)["overlay"]
-
-
-def _picture(gallery: Gallery, row) -> np.ndarray | str:
-    if gallery.looked:
-        index = gallery.classes.index(str(row.prediction))
-        return _overlay(predictor(gallery.run_id), gallery.run_id, model_stamp(gallery.run_id), gallery.dataset,
-                        row.path, row.hash, index)
-    return str(thumbnail_path(workspace.dataset_dir(gallery.dataset), row.path, row.hash, THUMB_PX))
+def _pictures(gallery: Gallery, rows: pd.DataFrame) -> list[str | None]:
+    """The file to show for each row: its thumbnail, or its Grad-CAM overlay for the predicted class (those
+    not cached yet computed together, in batches); None for an image that cannot be read."""
+    folder = workspace.dataset_dir(gallery.dataset)
+    if not gallery.looked:
+        out: list[str | None] = []
+        for row in rows.itertuples(index=False):
+            try:
+                out.append(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)))
+            except (ImageProblem, OSError):
+                out.append(None)
+        return out
+    known = [str(p) in gallery.classes for p in rows["prediction"]]
+    items = [(str(r.path), str(r.hash), gallery.classes.index(str(r.prediction)))
+             for r, ok in zip(rows.itertuples(index=False), known) if ok]
+    with st.spinner(f"Finding where the model looked in {len(items)} images…"):
+        files = iter(predictor(gallery.run_id).overlay_files(folder, items))
+    out = []
+    for ok in known:  # a prediction outside the run's classes (an old table) has no overlay
+        file = next(files) if ok else None
+        out.append(str(file) if file else None)
+    return out
 
 
 def _fix(where: str, dataset: str, action: str, path: str, value=None, chosen_key: str | None = None) -> None:
@@ -126,37 +139,80 @@ def show_gallery(gallery: Gallery, where: str, rows: pd.DataFrame, captions: lis
     notes = changes_since(rows, manifest) if editable else pd.Series("", index=rows.index)
     now = manifest.set_index("path") if editable else None
     classes = sorted(set(gallery.classes) | (set(manifest["label"].astype(str)) if editable else set()))
-    items = list(zip(rows.itertuples(index=False), captions, notes))
-    broken = 0
-    with st.spinner("Finding where the model looked…") if gallery.looked else contextlib.nullcontext():
-        for start in range(0, len(items), PER_ROW):
-            for col, (row, caption, note) in zip(st.columns(PER_ROW), items[start:start + PER_ROW]):
-                try:
-                    picture = _picture(gallery, row)
-                except (ImageProblem, OSError):
-                    broken += 1
-                    continue
-                with col:
-                    st.image(picture, caption=caption, width=THUMB_PX)
-                    if note:
-                        st.caption(f":material/check: {plain(note)}")
-                    if editable and now is not None and row.path in now.index:
-                        _fix_controls(where, gallery.dataset, classes, row, now.loc[row.path])
-    if broken:
-        st.warning(f"{broken} images could not be read; they may have been removed or damaged.")
+    items = [i for i in zip(rows.itertuples(index=False), captions, notes, _pictures(gallery, rows)) if i[3]]
+    for start in range(0, len(items), PER_ROW):
+        for col, (row, caption, note, picture) in zip(st.columns(PER_ROW), items[start:start + PER_ROW]):
+            with col:
+                st.image(picture, caption=caption, width=THUMB_PX)
+                if note:
+                    st.caption(f":material/check: {plain(note)}")
+                if editable and now is not None and row.path in now.index:
+                    _fix_controls(where, gallery.dataset, classes, row, now.loc[row.path])
+    if len(items) < len(rows):
+        st.warning(f"{len(rows) - len(items)} images could not be read; they may have been removed or damaged.")
 
 
-def show_worst(table: pd.DataFrame, gallery: Gallery) -> None:
-    """The most confident wrong predictions: often a wrong label, sometimes a real blind spot."""
-    worst = eval_charts.worst_mistakes(table)
+def show_worst(worst: pd.DataFrame, gallery: Gallery) -> None:
+    """The most confident wrong predictions (eval_charts.worst_mistakes): often a wrong label, sometimes a real
+    blind spot."""
     if worst.empty:
         st.success("No mistakes on these images.")
         return
-    show_gallery(gallery, "worst", worst, [f"really {t} → {p} · {c:.0%}" for t, p, c in
+    show_gallery(gallery, "worst", worst, [f"really {t} → {p} · {eval_charts.percent(c)}" for t, p, c in
                                             zip(worst["label"], worst["prediction"], worst["confidence"])])
 
 
 def cell_captions(rows: pd.DataFrame) -> list[str]:
     """File name and confidence of each image of a confusion cell."""
     names = rows["source"] if "source" in rows else rows["path"]  # tables saved before 'source' existed
-    return [f"{Path(str(n)).name} · {c:.0%}" for n, c in zip(names, rows["confidence"])]
+    return [f"{Path(str(n)).name} · {eval_charts.percent(c)}" for n, c in zip(names, rows["confidence"])]
+
+
+def _cell_label(classes: list, cell: str) -> str:
+    i, j = (int(v) for v in cell.split(","))
+    return f"Show images predicted as {classes[j]} that are really {classes[i]}"
+
+
+def _clicked(chart_key: str, cell_key: str, classes: list, options: list) -> None:
+    """A click on a cell of the matrix chooses that cell in the selectbox below it."""
+    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
+    names = [str(c) for c in classes]
+    if points and str(points[0].get("y")) in names and str(points[0].get("x")) in names:
+        cell = f"{names.index(str(points[0]['y']))},{names.index(str(points[0]['x']))}"
+        if cell in options:
+            st.session_state[cell_key] = cell
+
+
+def cell_controls(split: str, result: dict, table: pd.DataFrame, gallery: Gallery) -> pd.DataFrame | None:
+    """The confusion matrix and its cell picker; a click on a cell (or the picker) chooses the cell whose
+    images come back (the most confident first, MAX_IMAGES at most); None when the matrix is empty."""
+    classes, options = result["classes"], eval_charts.cell_options(result)
+    tag = f"{gallery.run_id}.{split}{'.tta' if result.get('tta') else ''}"
+    chart_key, cell_key = f"evaluate.confusion.{tag}", f"evaluate.cell.{tag}"
+    st.plotly_chart(eval_charts.confusion_figure(result), key=chart_key, selection_mode="points",
+                    on_select=partial(_clicked, chart_key, cell_key, classes, options))
+    if not options:
+        return None
+    cell = st.selectbox("Images in a cell (or click one)", options, key=cell_key,
+                        format_func=partial(_cell_label, classes))
+    i, j = (int(v) for v in cell.split(","))
+    rows = eval_charts.cell_rows(table, classes[i], classes[j])
+    st.caption(f"{len(rows)} image{'s' if len(rows) != 1 else ''} really {classes[i]}, predicted {classes[j]}"
+               + (f"; the {MAX_IMAGES} most confident shown." if len(rows) > MAX_IMAGES else "."))
+    return rows.head(MAX_IMAGES)
+
+
+@st.fragment
+def show_images(run_id: str, dataset: str, split: str, result: dict, table: pd.DataFrame) -> None:
+    """The Grad-CAM toggle, the confusion matrix with its cell's images, and the most confident mistakes: a
+    click in here (a cell, a fix, the toggle) reruns only this fragment, not the metrics and curves around it."""
+    gallery = Gallery(run_id, dataset, tuple(result["classes"]), overlay_controls())
+    cell = cell_controls(split, result, table, gallery)
+    worst = eval_charts.worst_mistakes(table)
+    if gallery.looked:  # the overlays of both grids in one pass of the model, before either is drawn
+        _pictures(gallery, pd.concat([r for r in (cell, worst) if r is not None]).drop_duplicates("path"))
+    if cell is not None:
+        show_gallery(gallery, "cell", cell, cell_captions(cell))
+    st.subheader("Most confident mistakes")
+    show_fix_help()
+    show_worst(worst, gallery)

@@ -3,19 +3,27 @@ Grad-CAM, and whole batches (ZIPs) as a table with a CSV download."""
 
 from __future__ import annotations
 
+import io
 import zipfile
 import zlib
 
 import streamlit as st
+from PIL import Image
 
 from imgcls import eval_charts, runs
-from imgcls.predict import UNFAMILIAR, Predictor, not_sure, predictions_frame, read_uploads, to_csv
+from imgcls.eval_charts import PERCENT_COLUMN, percent
+from imgcls.predict import (OVERLAY_QUALITY, UNFAMILIAR, Predictor, not_sure, predictions_frame, read_uploads,
+                            to_csv)
 from imgcls.sources import SourceError
 
 from .text import plain
 
 THUMB_PX = 128
 CHUNK = 32  # images predicted (and cached) together: the progress bar moves once per chunk
+LEGEND_ENDS = "blue: no evidence, red: the most"  # under the colour bar
+LEGEND = ("Blue where nothing pushed the model towards the answer shown, through green and yellow, to red where "
+          "the most did. Each image is scaled to its own strongest evidence: compare places within an image, not "
+          "colours between images.")
 
 
 def model_stamp(run_id: str) -> int:
@@ -46,8 +54,33 @@ def show_unfamiliar(row: dict) -> None:
         st.warning(UNFAMILIAR, icon=":material/help:")
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _one(run_id: str, stamp: int, data: bytes, explain: bool) -> tuple[dict, bytes | None]:
+    # one upload's answer (and Grad-CAM as JPEG bytes), keyed by its bytes: adding a second image, moving the
+    # threshold or toggling the camera predicts nothing again
+    model = _load(run_id, stamp)
+    row = model.predict([("", data)], top_k=3)[0]
+    if "error" in row or not explain:
+        return row, None
+    buf = io.BytesIO()
+    Image.fromarray(model.explain(data)["overlay"]).save(buf, format="JPEG", quality=OVERLAY_QUALITY)
+    return row, buf.getvalue()
+
+
+def ready_model(run_id: str) -> Predictor:
+    """The run's model, with what it needs to tell unfamiliar images (built once per model, saved with the run,
+    under a spinner that says why the first prediction waits)."""
+    model = predictor(run_id)
+    if not model.reference_ready:
+        with st.spinner("Comparing with the training images, once for this model…"):
+            model.reference  # noqa: B018 - built and saved with the run on first access
+    return model
+
+
+@st.fragment
 def show_predict(run_id: str, threshold: float) -> None:
-    """Upload images (or take a photo) and see the top classes of each; bad files are named, not fatal."""
+    """Upload images (or take a photo) and see the top classes of each; bad files are named, not fatal. A
+    fragment: an upload reruns this section only."""
     left, right = st.columns(2)
     camera = left.toggle("Use the camera", key="evaluate.use_camera")
     cam = right.toggle("Show where it looks (Grad-CAM)", key="evaluate.gradcam",
@@ -60,20 +93,32 @@ def show_predict(run_id: str, threshold: float) -> None:
             files.append(("camera photo", photo.getvalue()))
     if not files:
         return
-    model = predictor(run_id)
-    rows = model.predict(files, top_k=3, min_confidence=threshold)
+    if cam:
+        show_overlay_legend()
+    ready_model(run_id)
+    stamp = model_stamp(run_id)
     # one row per file, in order: by position, since two uploads (or two photos) can share a name
-    for n, (row, (_, data)) in enumerate(zip(rows, files)):
+    for n, (name, data) in enumerate(files):
+        found, overlay = _one(run_id, stamp, data, cam)
+        row = not_sure([{**found, "file": name}], threshold)[0]
         if "error" in row:
             st.error(f"Could not read {plain(row['file'])}: {plain(row['error'])}")
             continue
         image, bars = st.columns([1, 3], vertical_alignment="center")
-        shown = model.explain(data)["overlay"] if cam else data
-        image.image(shown, width=THUMB_PX, caption="Grad-CAM of the top class" if cam else None)
+        image.image(overlay if cam else data, width=THUMB_PX, caption="Grad-CAM of the top class" if cam else None)
         with bars:
-            st.markdown(f"**{plain(row['file'])}**: {plain(row['prediction'])} ({row['confidence']:.0%})")
+            st.markdown(f"**{plain(row['file'])}**: {plain(row['prediction'])} ({percent(row['confidence'])})")
             show_unfamiliar(row)
             st.plotly_chart(eval_charts.top_k_figure(row["top"]), key=f"evaluate.predict.{n}")
+
+
+def show_overlay_legend(caption: str = LEGEND) -> None:
+    """What the Grad-CAM colours mean: the palette as a bar from no evidence to the most, and a sentence."""
+    from imgcls.gradcam import colour_bar  # the overlays need torch anyway
+
+    bar, words = st.columns([2, 5], vertical_alignment="center")
+    bar.image(colour_bar(), caption=LEGEND_ENDS, width=240)
+    words.caption(caption)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -108,8 +153,10 @@ def batch_rows(run_id: str, files: list) -> list[dict]:
     return rows
 
 
+@st.fragment
 def show_batch(run_id: str, threshold: float) -> None:
-    """A ZIP of images (or many images) → a predictions table and its CSV; unreadable files are listed."""
+    """A ZIP of images (or many images) → a predictions table and its CSV; unreadable files are listed. A
+    fragment: an upload reruns this section only."""
     uploads = st.file_uploader("A ZIP of images, or many images", accept_multiple_files=True,
                                key="evaluate.batch_upload",
                                help="Every image inside the ZIP is predicted; folders inside it are fine.")
@@ -122,6 +169,7 @@ def show_batch(run_id: str, threshold: float) -> None:
     except SourceError as exc:
         st.error(str(exc))
         return
+    ready_model(run_id)
     rows = not_sure(batch_rows(run_id, files), threshold) + errors
     problems = [r for r in rows if "error" in r]
     odd = sum(bool(r.get("unfamiliar")) for r in rows)
@@ -134,8 +182,9 @@ def show_batch(run_id: str, threshold: float) -> None:
         shown = "\n".join(f"- **{plain(r['file'])}**: {plain(r['error'])}" for r in problems[:20])
         st.error(f"These files were skipped, the rest went on:\n{shown}"
                  + (f"\n\n…and {len(problems) - 20:,} more (all in the CSV)." if len(problems) > 20 else ""))
-    st.dataframe(predictions_frame(rows), hide_index=True, key="evaluate.batch_table", column_config={
-        "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+    frame = predictions_frame(rows).assign(confidence=lambda f: f["confidence"] * 100)  # shown as 81.8%
+    st.dataframe(frame, hide_index=True, key="evaluate.batch_table", column_config={
+        "confidence": st.column_config.ProgressColumn(format=PERCENT_COLUMN, min_value=0, max_value=100),
         "unfamiliar": st.column_config.CheckboxColumn("unlike training", help=UNFAMILIAR)})
     st.download_button("Download the predictions (CSV)", to_csv(rows, predictor(run_id).classes),
                        file_name=f"predictions-{run_id}.csv", mime="text/csv", key="evaluate.batch_download",

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from imgcls import eval_charts, runs, workspace
+from imgcls import eval_charts, runnames, runs, workspace
 from imgcls.evaluate import evaluate, saved_evaluation
-from imgcls.export import export_run
+from imgcls.export import export_zip
 from imgcls.images import ImageProblem
 
-from . import eval_gallery
-from .training import run_infos
+from .eval_predict import predictor
+from .run_names import rename_controls
+from .text import plain
+from .runlist import run_infos  # not .training: that imports torch, which this page needs only for a model
 
 # Session-state keys of this page (plain strings).
 RUN = "evaluate.run"  # id of the run evaluated
 SPLIT = "evaluate.split"  # "val" or "test"
 TTA = "evaluate.tta"  # average with the mirrored image
 SPLITS = {"val": "Validation", "test": "Test"}
-MAX_IMAGES = 24  # thumbnails shown for a confusion cell: enough to see a pattern, quick to send
 
 
 # --- choosing what to evaluate ----------------------------------------------------------------------
 
 
 def evaluable_runs() -> list[tuple[str, dict, dict]]:
-    """Finished training runs that kept a model, newest first."""
-    return [(r, c, s) for r, c, s in run_infos() if c.get("task", "train") == "train" and s.get("state") == "done"
-            and (runs.run_dir(r) / "model.safetensors").exists()]
+    """Training runs with a model (finished, or stopped early after saving one), newest first."""
+    return [(r, c, s) for r, c, s in run_infos() if runs.usable(r, c, s)]
 
 
 def _run_label(labels: dict, run_id: str) -> str:
@@ -40,7 +38,7 @@ def _run_label(labels: dict, run_id: str) -> str:
 
 
 def run_controls(dataset: str | None) -> str | None:
-    """Pick a run: the newest finished run of the active dataset unless chosen otherwise; None if none."""
+    """Pick a run: the newest run with a model of the active dataset unless chosen otherwise; None if none."""
     done = evaluable_runs()
     if not done:
         return None
@@ -50,7 +48,8 @@ def run_controls(dataset: str | None) -> str | None:
         st.session_state[RUN] = (mine or ids)[0]
     left, middle, right = st.columns([5, 2, 3], vertical_alignment="bottom")
     run_id = left.selectbox("Run", ids, key=RUN, format_func=partial(_run_label, run_labels(done)),
-                            help="Every finished training run; the newest of the active dataset comes first.")
+                            help="Every training run with a model, also those stopped early (they keep their "
+                                 "best model so far); the newest of the active dataset comes first.")
     middle.radio("Images", list(SPLITS), format_func=SPLITS.get, key=SPLIT, horizontal=True,
                  help="Validation chose the best epoch; the test split was never used in training.")
     right.checkbox("Average with a flipped copy (TTA)", key=TTA,
@@ -61,10 +60,20 @@ def run_controls(dataset: str | None) -> str | None:
 
 
 def run_labels(infos: list[tuple[str, dict, dict]]) -> dict[str, str]:
-    """A readable label of each run: id, dataset, strategy and validation accuracy."""
-    return {r: f"{r} · {c.get('dataset')} · {c.get('strategy')}"
-            + (f" · {s['result']['val_accuracy']:.1%}" if (s.get("result") or {}).get("val_accuracy") is not None
-               else "") for r, c, s in infos}
+    """A readable label of each run: name, dataset, strategy, validation accuracy, 'stopped early'."""
+    return {r: runnames.describe(r, c, s) for r, c, s in infos}
+
+
+def show_run_note(run_id: str) -> None:
+    """Under the picker: a stopped run's story (which model it kept), the id for the command line, Rename."""
+    config, status = runs.read_config(run_id), runs.read_status(run_id)
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    if runs.stopped_early(status):
+        left.warning(plain(runs.stopped_summary(config, status)) + " Everything below uses that model.",
+                     icon=":material/pause_circle:")
+    left.caption(f"Run id `{run_id}`, for the command line.")
+    with right:
+        rename_controls(run_id, "evaluate")
 
 
 def evaluation_controls(run_id: str, split: str, tta: bool, again: bool = False) -> dict | None:
@@ -76,7 +85,8 @@ def evaluation_controls(run_id: str, split: str, tta: bool, again: bool = False)
                             + (" and their mirror images…" if tta else "…")):
                 result = evaluate(run_id, split, tta)
         except (ValueError, OSError, workspace.WorkspaceError, ImageProblem) as exc:
-            st.warning(f"Run {run_id} cannot be evaluated on the {SPLITS[split].lower()} split: {exc}")
+            st.warning(f"Run {plain(runnames.display_name(run_id))} cannot be evaluated on the "
+                       f"{SPLITS[split].lower()} split: {plain(exc)}")
             return None
     return result
 
@@ -120,8 +130,9 @@ def show_metrics(result: dict) -> None:
     split = SPLITS.get(result.get("split"), result.get("split", "")).lower()
     st.caption(f"{result.get('images', '?')} {split} images, {how}"
                + "".join(f" · {e}" for e in extra))
-    pct = st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
-    st.dataframe(eval_charts.per_class_frame(result), hide_index=True, key="evaluate.per_class",
+    # one decimal, as every share on this page (the "percent" preset drops trailing zeros: 81.82% beside 80%)
+    pct = st.column_config.ProgressColumn(format=eval_charts.PERCENT_COLUMN, min_value=0, max_value=100)
+    st.dataframe(eval_charts.per_class_frame(result, percent_scale=True), hide_index=True, key="evaluate.per_class",
                  column_config={"precision": pct, "recall": pct, "f1": st.column_config.NumberColumn(format="%.3f")})
 
 
@@ -151,40 +162,6 @@ def show_leaks(dataset: str, table: pd.DataFrame) -> None:
 # --- images and curves ------------------------------------------------------------------------------
 
 
-def _cell_label(classes: list, cell: str) -> str:
-    i, j = (int(v) for v in cell.split(","))
-    return f"Show images predicted as {classes[j]} that are really {classes[i]}"
-
-
-def _clicked(chart_key: str, cell_key: str, classes: list, options: list) -> None:
-    """A click on a cell of the matrix chooses that cell in the selectbox below it."""
-    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
-    names = [str(c) for c in classes]
-    if points and str(points[0].get("y")) in names and str(points[0].get("x")) in names:
-        cell = f"{names.index(str(points[0]['y']))},{names.index(str(points[0]['x']))}"
-        if cell in options:
-            st.session_state[cell_key] = cell
-
-
-def show_confusion(split: str, result: dict, table: pd.DataFrame, gallery: eval_gallery.Gallery) -> None:
-    """The confusion matrix; a click on a cell (or the selectbox) shows the images in it, each fixable."""
-    classes, options = result["classes"], eval_charts.cell_options(result)
-    tag = f"{gallery.run_id}.{split}{'.tta' if result.get('tta') else ''}"
-    chart_key, cell_key = f"evaluate.confusion.{tag}", f"evaluate.cell.{tag}"
-    st.plotly_chart(eval_charts.confusion_figure(result), key=chart_key, selection_mode="points",
-                    on_select=partial(_clicked, chart_key, cell_key, classes, options))
-    if not options:
-        return
-    cell = st.selectbox("Images in a cell (or click one)", options, key=cell_key,
-                        format_func=partial(_cell_label, classes))
-    i, j = (int(v) for v in cell.split(","))
-    rows = eval_charts.cell_rows(table, classes[i], classes[j])
-    st.caption(f"{len(rows)} image{'s' if len(rows) != 1 else ''} really {classes[i]}, predicted {classes[j]}"
-               + (f"; the {MAX_IMAGES} most confident shown." if len(rows) > MAX_IMAGES else "."))
-    rows = rows.head(MAX_IMAGES)
-    eval_gallery.show_gallery(gallery, "cell", rows, eval_gallery.cell_captions(rows))
-
-
 def show_reliability(result: dict, key: str) -> None:
     """Reliability diagram: does 80% confidence mean right 80% of the time?"""
     st.plotly_chart(eval_charts.reliability_figure(result), key=key)
@@ -200,14 +177,17 @@ def show_roc(table: pd.DataFrame, classes: list[str], key: str) -> None:
                   len(eval_charts.roc_curves(table, classes)) < (1 if len(classes) == 2 else len(classes)) else ""))
 
 
+@st.fragment  # the button reruns this section only
 def show_export(run_id: str) -> None:
-    """Build the export bundle on request and offer it as a ZIP."""
+    """Build the export bundle on request (once per model) and offer it as a ZIP, read when downloaded."""
     st.caption("The model as safetensors, TorchScript and ONNX, its preprocessing, a few test images with "
                "their expected outputs, a standalone predict.py and a model card.")
     if not st.button("Prepare the export", key="evaluate.export", icon=":material/package_2:"):
         return
-    with st.spinner("Exporting…"), tempfile.TemporaryDirectory() as tmp:
-        bundle = export_run(run_id, Path(tmp) / run_id)
-        data = Path(shutil.make_archive(str(Path(tmp) / run_id), "zip", bundle)).read_bytes()
-    st.download_button("Download the ZIP", data, file_name=f"{run_id}.zip", mime="application/zip",
+    with st.spinner("Exporting…"):
+        # built once per model and name, then kept in the run folder; with the model this page has loaded
+        bundle = export_zip(run_id, partial(predictor, run_id))
+    st.caption(f"The bundle of {plain(runnames.display_name(run_id))}; its model card names the run"
+               + (" and says it was stopped early." if runs.stopped_early(runs.read_status(run_id)) else "."))
+    st.download_button("Download the ZIP", bundle.read_bytes, file_name=f"{run_id}.zip", mime="application/zip",
                        key="evaluate.download", icon=":material/download:", on_click="ignore")

@@ -6,15 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from imgcls import experiments
+from imgcls.concepts import card
 from imgcls.experiments import ExperimentConfig
-from imgcls.ui import teach
+from imgcls.ui import state, teach
 from imgcls.workspace import WorkspaceError
 
-KIND = "learn.experiment.kind"
+KIND = state.LEARN_EXPERIMENT
 MODE = "learn.experiment.mode"
-TITLES = {"transfer": "Pretrained or from scratch?", "augmentation": "Does augmentation help?",
-          "data-size": "How much data is enough?", "variability": "What fools the model?",
-          "label-noise": "What do wrong labels cost?"}
+TITLES = {kind: card(kind).question for kind in experiments.KINDS}
 ACTIVE = ("queued", "running")
 
 
@@ -92,7 +91,7 @@ def show_experiment(dataset: str | None) -> None:
         return
     kind, mode = kind_controls()
     info = latest(dataset, kind)
-    teach.show_concept(kind, expanded=not info)  # read the idea first; once measured, the plot comes first
+    teach.show_concept(kind, expanded=not info, on_learn=True)  # the idea first; once measured, the plot first
     busy = bool(info and info.get("state") in ACTIVE)
     start_controls(dataset, kind, mode, busy)
     if busy:

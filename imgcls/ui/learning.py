@@ -9,13 +9,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from imgcls import images, inside, runs, workspace
+from imgcls import images, inside, runnames, runs, versions, workspace
 from imgcls.models import DEFAULT_BACKBONE, create_model, data_config
 from imgcls.ui import cached
+from imgcls.ui.eval_predict import predictor
+from imgcls.ui.text import plain
 
 PICK = "learn.image.pick"  # which dataset image the views look at (its manifest path)
 UPLOAD = "learn.image.upload"
-SHOWN_MAPS = 6  # most active channels shown per stage: enough to see variety, few enough to read
+SHOWN_MAPS = 4  # most active channels shown per stage: enough to see variety, each big enough to compare
+MAP_PX = 176  # display width of the input and of every map beside it
 
 
 @st.cache_resource(max_entries=1, show_spinner="Loading the pretrained network…")
@@ -78,13 +81,17 @@ def show_feature_maps(data: bytes) -> None:
     except images.ImageProblem as problem:
         st.error(f"This file cannot be read as an image: {problem}")
         return
+    side = views["image"].shape[0]
     for stage, info in views["maps"].items():
         channels, h, w = info["shape"]
         st.markdown(f"**{stage.capitalize()} stage**: {channels} channels of {h}×{w}. {info['note']}")
+        st.caption(f"What to look for: {info['look_for']}")
+        # every map at the input's own size and width, so each pixel of a map lies where it is in the photo
         cols = st.columns(SHOWN_MAPS + 1)
-        cols[0].image(views["image"], caption="input", width="stretch")
+        cols[0].image(views["image"], caption=f"input, {side}×{side}", width=MAP_PX)
         for col, m, ch, s in zip(cols[1:], info["maps"], info["channels"], info["strength"]):
-            col.image(inside.enlarge(m, 112), caption=f"channel {ch} · {s:.2f}", width="stretch")
+            col.image(inside.enlarge(m, side, smooth=stage != "late"), caption=f"channel {ch} · {s:.2f}",
+                      width=MAP_PX)
 
 
 def show_imagenet_top(data: bytes) -> None:
@@ -109,13 +116,6 @@ def latest_run(dataset: str | None) -> str | None:
     return found[0] if found else None
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading your model…")
-def _predictor(run_id: str):
-    from imgcls.predict import Predictor
-
-    return Predictor(run_id)
-
-
 def show_gradcam(dataset: str | None, data: bytes) -> None:
     """Grad-CAM of the user's own latest model on the same image."""
     run_id = latest_run(dataset)
@@ -123,12 +123,13 @@ def show_gradcam(dataset: str | None, data: bytes) -> None:
         st.caption("Train a model on the Train page to see where it looks in this image.")
         return
     try:
-        out = _predictor(run_id).explain(data)
+        out = predictor(run_id).explain(data)  # the model the Evaluate page loaded, if it did: loaded once
     except images.ImageProblem as problem:
         st.error(f"This file cannot be read as an image: {problem}")
         return
     left, right = st.columns([1, 2])
-    left.image(out["overlay"], caption=f"{run_id}: evidence for '{out['class']}'", width="stretch")
+    left.image(out["overlay"], caption=f"{runnames.display_name(run_id)}: evidence for '{out['class']}'",
+               width="stretch")
     right.markdown("**Grad-CAM** asks the trained model which places in the last feature maps raised its score "
                    "for the class it chose. Red is strong evidence, blue none. If the red sits on the background "
                    "rather than the object, the model may have learned a shortcut.")
@@ -144,7 +145,8 @@ def show_session_export(dataset: str | None) -> None:
         return
     run_id = latest_run(dataset)
     st.markdown(f"Everything done so far on **{dataset}**: the import, your label edits"
-                + (f", the augmentation and training of run **{run_id}**, and its evaluation" if run_id else "")
+                + (f", the augmentation and training of run **{plain(runnames.display_name(run_id))}**, and its "
+                   "evaluation" if run_id else "")
                 + ". Run the script, or open the notebook in Jupyter, to repeat it step by step.")
     left, right = st.columns(2)
     # built on click only: a long journal makes these large, and the page reruns often
@@ -154,6 +156,10 @@ def show_session_export(dataset: str | None) -> None:
     right.download_button("Download as a Jupyter notebook", partial(recipe.session_notebook, dataset, run_id),
                           file_name=f"{dataset}-session.ipynb", mime="application/x-ipynb+json",
                           key="learn.export.ipynb", icon=":material/description:")
-    if not recipe.replayable(dataset):
-        st.caption("Some images came from browser uploads, which are not kept as files: the script imports the "
-                   "cleaned dataset ZIP instead (download it on the Review page and put it next to the script).")
+    if not recipe.replayable(dataset, versions.run_version(run_id) if run_id else None):
+        st.download_button("Download the data (ZIP)", partial(recipe.data_zip, dataset, run_id),
+                           file_name=recipe.data_zip_name(dataset, run_id), mime="application/zip",
+                           key="learn.export.zip", icon=":material/folder_zip:")
+        st.caption("Some images came from browser uploads, which are not kept as files: the script imports "
+                   + ("the images and labels this run trained on" if run_id else "the dataset as it is now")
+                   + " from this ZIP instead (put it next to the script).")

@@ -7,6 +7,7 @@ import streamlit as st
 from imgcls import health, healthjob, workspace
 
 from . import cached
+from .review_groups import is_open, open_groups, show_groups
 from .reviewing import images_count, kind_title, show_finding_images, when
 from .text import plain
 
@@ -54,6 +55,21 @@ def score_word(score: float) -> str:
     return "good" if score >= 80 else "fair" if score >= 50 else "poor"
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _saved_report(name: str, folder: str, mtime_ns: int, size: int) -> dict | None:
+    return health.load(name)  # the folder and the file's stamp only key the cache: a new check changes them
+
+
+def load_report(name: str) -> dict | None:
+    """The dataset's last health report, read from disk only when health.json has changed."""
+    path = workspace.dataset_dir(name) / "health.json"
+    try:
+        stat = path.stat()
+    except OSError:  # never checked: nothing to keep
+        return health.load(name)
+    return _saved_report(name, str(path.parent), stat.st_mtime_ns, stat.st_size)
+
+
 def _start_check(name: str) -> None:
     """Start the check in the background and draw the page again, now with its progress."""
     try:
@@ -89,7 +105,7 @@ def health_controls(name: str) -> dict | None:
 
     The check runs as a background process (`healthjob.start`); while it runs, a live progress bar shows here,
     also after a browser refresh or a visit to another page."""
-    report = health.load(name)
+    report = load_report(name)
     status = healthjob.job_status(name)
     running = status.get("state") == "running"
     if report is None:
@@ -145,29 +161,21 @@ def _show_finding(name: str, finding: dict, known: set, i: int) -> None:
     count = f" · {images_count(len(images))}" if images else ""
     st.markdown(f"{icon} **{finding.get('title', kind_title(kind))}** :{colour}-badge[{severity}]{count}  \n"
                 f"{finding.get('message', '')}")
-    st.caption(("Why it matters: " + EXPLAIN[kind][0].lower() + EXPLAIN[kind][1:] if kind in EXPLAIN else "")
-               + _numbers(finding))
+    why = "Why it matters: " + EXPLAIN[kind][0].lower() + EXPLAIN[kind][1:] if kind in EXPLAIN else ""
+    st.caption(" ".join(part for part in (why, plain(health.explain(finding))) if part))
     shown = [p for p in images if p in known]
+    row = st.container(horizontal=True)
+    if shown and kind in health.GROUP_KINDS and finding.get("groups") and not is_open(name, kind):
+        row.button("Compare the copies side by side", type="tertiary", key=f"review.finding.{i}.groups",
+                   icon=":material/compare:", on_click=open_groups, args=(name, kind),
+                   help="Every copy of each picture next to the others, training copies included, with its "
+                        "label and split and the edits that settle it.")
     if shown:
-        st.button(f"Show {'it' if len(shown) == 1 else f'these {len(shown):,}'} below", type="tertiary",
-                  key=f"review.finding.{i}", icon=":material/filter_alt:", on_click=show_finding_images,
-                  args=(name, kind), help="Show only these images below, most suspicious first.")
+        row.button(f"Show {'it' if len(shown) == 1 else f'these {len(shown):,}'} below", type="tertiary",
+                   key=f"review.finding.{i}", icon=":material/filter_alt:", on_click=show_finding_images,
+                   args=(name, kind), help="Show only these images below, most suspicious first.")
     elif images:  # unreadable files never made it into the manifest: name them instead
         st.caption("Files: " + ", ".join(plain(str(p)) for p in images[:5]) + (" …" if len(images) > 5 else ""))
-
-
-def _numbers(finding: dict) -> str:
-    """The raw numbers behind a finding, for those who want them."""
-    parts = []
-    scores = [s for s in finding.get("scores") or [] if isinstance(s, (int, float))]
-    if scores:
-        parts.append(f"scores {max(scores):.3g}–{min(scores):.3g}")
-    if finding.get("groups"):
-        parts.append(f"{len(finding['groups']):,} groups")
-    for key, value in (finding.get("details") or {}).items():
-        if isinstance(value, (int, float, str)) and len(str(value)) < 40:
-            parts.append(f"{key.replace('_', ' ')} " + (f"{value:.3g}" if isinstance(value, float) else str(value)))
-    return (" · " + " · ".join(parts[:6])) if parts else ""
 
 
 def show_findings(name: str, report: dict) -> None:
@@ -180,3 +188,5 @@ def show_findings(name: str, report: dict) -> None:
     with st.container(border=True):
         for i, finding in enumerate(findings):
             _show_finding(name, finding, known, i)
+            if is_open(name, finding.get("kind", "")):
+                show_groups(name, finding)  # right under the finding that opened them

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from imgcls import workspace
+from imgcls import health, workspace
 from imgcls.images import ImageProblem
 from imgcls.thumbs import thumbnail_path
 
@@ -48,9 +48,10 @@ def _details(row, suggested: dict, report: dict | None) -> None:
     for finding in (report or {}).get("findings") or []:
         if row.path in (finding.get("images") or []):
             kind, at = finding.get("kind", ""), finding["images"].index(row.path)
-            scores = finding.get("scores") or []
-            number = f" (score {scores[at]:.3g})" if at < len(scores) and isinstance(scores[at], (int, float)) else ""
-            st.caption(f"**{kind_title(kind)}**{number}: {EXPLAIN.get(kind, plain(finding.get('message', '')))}")
+            scores = (finding.get("scores") or [])[at:at + 1]
+            # this image's own number, as a sentence (raw z-scores and ratios would mean nothing here)
+            own = " " + plain(health.explain({"kind": kind, "scores": scores})) if kind == "label_error" else ""
+            st.caption(f"**{kind_title(kind)}**: {EXPLAIN.get(kind, plain(finding.get('message', '')))}{own}")
     if info.get("suspicion"):
         st.caption(f"Suspicion {float(info['suspicion']):.2f} (0 = nothing odd, 1 = surely a problem) · "
                    f"stored as {plain(row.path)}")

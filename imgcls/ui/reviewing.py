@@ -18,6 +18,7 @@ from .text import plain
 # widgets kept with persist_state, so they survive a visit to another page; their keys carry the
 # dataset name, so each dataset keeps its own.
 NOTICE = "review.notice"  # {"kind", "text", "where"}: the last edit's outcome, shown once
+REDRAW = "review.redraw"  # set by an edit (or a view change) made in a fragment: draw the whole page again
 MODE = "review.mode"  # "gallery" or "one": many thumbnails, or one big image at a time
 KEEP = "session"
 ALL = ""  # the "no filter" value of the class, split and finding filters
@@ -60,14 +61,31 @@ def when(created) -> str:
     return (moment.astimezone() if moment.tzinfo else moment).strftime("%Y-%m-%d %H:%M")
 
 
-def run_edit(name: str, action: str, paths, value=None) -> bool:
-    """Make one journal edit and keep its message (or why it was refused); True when it was made."""
+def start_page() -> None:
+    """Mark a draw of the whole page: an edit made just before it needs no second draw."""
+    st.session_state.pop(REDRAW, None)
+
+
+def redraw_page() -> None:
+    """Ask for the whole page to be drawn again, also when the change was made from a fragment."""
+    st.session_state[REDRAW] = True
+
+
+def rerun_page_if_edited() -> None:
+    """In a fragment: after an edit made from it, draw the whole page (its counts, warnings and history) anew."""
+    if st.session_state.pop(REDRAW, False):
+        st.rerun(scope="app")
+
+
+def run_edit(name: str, action: str, paths, value=None, where: str = "images") -> bool:
+    """Make one journal edit and keep its message (or why it was refused) to show `where`; True when made."""
+    redraw_page()  # a refusal too: its notice waits where the edit was made
     try:
         result = journal.edit(name, action, list(paths), value)
     except WorkspaceError as exc:  # EditRefused, a dataset gone or locked by a long job: a plain message
-        notice("error", str(exc))
+        notice("error", str(exc), where)
         return False
-    notice("success" if result.changed else "info", result.message)
+    notice("success" if result.changed else "info", result.message, where)
     return True
 
 
@@ -196,6 +214,7 @@ def suggestions(report: dict | None) -> dict[str, str]:
 
 def _step(name: str, kind: str, expect: int | None) -> None:
     # `expect` is the entry the button named: another tab's newer edit is refused, not undone unseen
+    redraw_page()
     try:
         result = (journal.undo if kind == "undo" else journal.redo)(name, expect=expect)
     except WorkspaceError as exc:

@@ -13,6 +13,7 @@ FLASH = "flash"  # one-off success message shown on the next run, then dropped
 ADD_OPEN = "data.add"  # whether the "Add images" expander is open
 REPORT_OPEN = "data.last_import"  # whether the "Last import report" expander is open
 JUST_IMPORTED = "data.just_imported"  # set by an import; the next run opens the report, closes the form
+LEARN_EXPERIMENT = "learn.experiment.kind"  # the Learn page's chosen experiment (a concept card can set it)
 SETTING = "active_dataset"  # key in workspace settings.json
 
 

@@ -8,6 +8,8 @@ import streamlit as st
 
 from imgcls import recipe
 
+from . import nav, state
+
 
 MAX_SHOWN = 20_000  # characters: bulk edits of thousands of images would make every rerun send megabytes
 
@@ -52,14 +54,26 @@ def show_train_code(config) -> None:
               "trains a model with these settings (as the Start button does, but in your own process)")
 
 
-def show_concept(key: str, expanded: bool = False) -> None:
-    """A concept card: the idea in plain words and what to look for when it is measured."""
+def _measure_on_learn(kind: str) -> None:
+    st.session_state[state.LEARN_EXPERIMENT] = kind  # the Learn page opens on this experiment
+
+
+def show_concept(key: str, expanded: bool = False, on_learn: bool = False) -> None:
+    """A concept card: the idea in plain words and what to look for when it is measured. Off the Learn page,
+    the measurement is not on screen: the card says where it is and opens it."""
     from imgcls.concepts import card
 
     c = card(key)
     with st.expander(c.title, icon=":material/school:", expanded=expanded):
         st.markdown(c.text)
-        st.caption(f"What to look for: {c.look_for}")
+        if on_learn:
+            st.caption(f"What to look for: {c.look_for}")
+            return
+        st.caption(f"The Learn page measures this on your data with the experiment *{c.question}* "
+                   f"What to look for in its plot: {c.look_for}")
+        if st.button(f"Run “{c.question}” on the Learn page", key=f"concept.{key}.measure",
+                     icon=":material/science:", type="tertiary", on_click=_measure_on_learn, args=(key,)):
+            st.switch_page(nav.LEARN.path)
 
 
 def show_review_code(dataset: str) -> None:

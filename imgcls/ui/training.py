@@ -9,11 +9,14 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls import jobs, models, runs, workspace
+from imgcls import jobs, models, runnames, runs, workspace
 from imgcls.augment import load_pipeline
 from imgcls.train import DEFAULTS, STRATEGIES, TrainConfig, TrainError, prepare_run
 
 from . import cached, nav
+from .run_names import rename_controls
+from .runlist import run_infos  # noqa: F401 - the Train page reads it from here
+from .text import plain
 
 # Session-state keys of this page (plain values; the form's widgets keep theirs with persist_state).
 RUN = "train.run"  # id of the run shown in the live view
@@ -74,7 +77,8 @@ def augmentation_summary(dataset: str) -> str:
 def show_header(dataset: str, infos: list) -> None:
     """The dataset trained on, the augmentation used, and the device it runs on."""
     splits = cached.summary(dataset)["splits"]
-    left, middle, right = st.columns([3, 2, 2], vertical_alignment="bottom")
+    # top-aligned: the three bold headings share a line however tall each column's text and link are
+    left, middle, right = st.columns([3, 2, 2], vertical_alignment="top")
     left.markdown(f"**Dataset:** {dataset}  \n{cached.summary(dataset)['classes']} classes · "
                   f"{splits['train']:,} train · {splits['val']:,} validation · {splits['test']:,} test images")
     middle.markdown(f"**Augmentation:** {augmentation_summary(dataset)}  \n"
@@ -253,17 +257,6 @@ def _resume(run_id: str) -> None:
 # --- which run to show ----------------------------------------------------------------------------
 
 
-def run_infos() -> list[tuple[str, dict, dict]]:
-    """(id, config, status) of every run, newest first: a few small JSON reads each."""
-    out = []
-    for run_id in runs.list_runs():
-        try:
-            out.append((run_id, runs.read_config(run_id), runs.read_status(run_id)))
-        except (workspace.WorkspaceError, OSError, ValueError):
-            continue  # a run folder being deleted or half-written: skip it this time
-    return out
-
-
 def current_run(dataset: str, infos: list, task: str = "train", key: str = RUN) -> str | None:
     """The run shown: this session's choice, else (after a refresh) the newest active, else newest run."""
     mine = [(r, s) for r, c, s in infos if c.get("dataset") == dataset and c.get("task", "train") == task]
@@ -284,15 +277,17 @@ def _picked_run() -> None:
     st.session_state[RUN] = st.session_state["train.picker"]
 
 
-def run_picker_controls(dataset: str, infos: list, shown: str | None) -> None:
-    """Pick which of the dataset's runs the live view shows."""
+def run_picker_controls(dataset: str, infos: list, shown: str) -> None:
+    """Pick which of the dataset's runs the live view shows (by name), and rename it."""
     mine = [(r, c, s) for r, c, s in infos if c.get("dataset") == dataset and c.get("task", "train") == "train"]
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
     if len(mine) < 2:
-        return
-    labels = {r: f"{r} · {s.get('state', '?')}" + (f" · {s['result']['val_accuracy']:.1%}" if s.get("result") else "")
-              for r, c, s in mine}
-    st.session_state["train.picker"] = shown  # follow a run just started or recovered
-    st.selectbox("Run shown", list(labels), key="train.picker", format_func=partial(_run_label, labels),
-                 on_change=_picked_run)
-
+        left.markdown(f"**{plain(runnames.display_name(shown))}**")
+    else:
+        labels = {r: runnames.describe(r, c, s, dataset=False) for r, c, s in mine}
+        st.session_state["train.picker"] = shown  # follow a run just started or recovered
+        left.selectbox("Run shown", list(labels), key="train.picker", format_func=partial(_run_label, labels),
+                       on_change=_picked_run)
+    with right:
+        rename_controls(shown, "train")
 

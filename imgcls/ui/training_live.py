@@ -9,6 +9,7 @@ import streamlit as st
 from imgcls import jobs, runs, training_charts, workspace
 
 from . import nav
+from .text import plain
 from .training import KEEP, POLL_S, WAITING, _resume
 
 # --- the live view --------------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def _run_view(run_id: str, drawn_state: str) -> None:
     state = status.get("state")
     if state != drawn_state:
         st.rerun()  # started or finished: redraw the whole page once (runs table, timer on or off)
-    st.markdown(f"Run `{run_id}`: {_describe(config)}")
+    st.markdown(f"Settings: {_describe(config)} · id `{run_id}`")  # its name is in the picker above
     if state == "queued" and status.get("message") == WAITING:
         place = jobs.queue_position(run_id)
         st.info(f"Waiting for the {config.get('device')}{f', number {place} in the queue' if place else ''}: "
@@ -108,17 +109,14 @@ def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -
 
 
 def show_best_so_far(run_id: str, config: dict, records: list[dict]) -> None:
-    """For a run that did not finish: the model it kept, if any, and how good it was."""
-    if not (runs.run_dir(run_id) / "model.safetensors").exists():
+    """For a run that did not finish: the model it kept, if any, how good it was, and where to use it."""
+    status = runs.read_status(run_id)
+    if not runs.stopped_early(status):
         st.caption("No model was saved: the run stopped before its first checkpoint.")
         return
-    # The checkpoint comes from the last stage (the network for finetune), at its lowest validation loss.
-    stage = "head" if config.get("strategy") == "linear" else config.get("strategy")
-    df = training_charts.epoch_frame(records).dropna(subset=["val_loss"])
-    df = df[df["stage"] == stage]
-    if len(df):
-        best = df.loc[df["val_loss"].idxmin()]
-        st.caption(f"The model kept is from epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.1%}.")
+    st.caption(plain(runs.stopped_summary(config, status)) + " It can be evaluated, compared, exported and "
+               "shared like a finished run.")
+    st.page_link(nav.EVALUATE.path, label="Evaluate the model kept", icon=":material/arrow_forward:")
 
 
 def show_log_tail(run_id: str, chars: int = 3000) -> None:
@@ -203,11 +201,14 @@ def show_runs_table(dataset: str, infos: list) -> None:
     if not picked:
         st.caption("Tick runs in the table to overlay their validation accuracy; tick two to compare settings.")
         return
-    curves = {r: runs.read_metrics(r) for r, _, _ in picked}
+    curves = {}
+    for r, c, _ in picked:  # by name; the id where two old runs' stand-in names agree
+        curves[r if c.get("name") in curves else c.get("name") or r] = runs.read_metrics(r)
     st.plotly_chart(training_charts.compare_val_accuracy(curves), key="train.compare")
     if len(picked) == 2:
         diff = training_charts.config_diff(picked[0][1], picked[1][1])
-        st.markdown(f"**Settings that differ** between `{picked[0][0]}` (first) and `{picked[1][0]}` (second):")
+        first, second = (plain(c.get("name") or r) for r, c, _ in picked)
+        st.markdown(f"**Settings that differ** between {first} (first) and {second} (second):")
         if diff.empty:
             st.caption("None: the two runs used the same settings.")
         else:

@@ -7,6 +7,7 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from imgcls import data, workspace
@@ -16,9 +17,12 @@ from imgcls.workspace import WorkspaceError
 
 from . import cached, nav, state
 from .imports import show_skipped
+from .text import plain
 
 PAGE_SIZE = 24  # thumbnails per page: a few rows on a laptop screen, quick to send
 THUMB_PX = 128
+BIG_PX = 512  # an opened image: big enough to judge it, small enough to send at once
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 
 
 def _picked(key: str) -> None:
@@ -137,8 +141,62 @@ def _class_with_count(per_class: dict, label: str) -> str:
     return f"{label} ({per_class[label]:,} images)"
 
 
+# Makes the whole tile the click area of the file-name button under the thumbnail (a "stretched link"):
+# the button's ::after box covers the tile, so clicking the picture itself opens it large.
+TILE_CSS = """<style>
+[class*="st-key-data-tile-"] { position: relative; }
+[class*="st-key-data-tile-"] .stElementContainer:has(button), [class*="st-key-data-tile-"] .stButton,
+[class*="st-key-data-tile-"] .stButton * { position: static; }
+[class*="st-key-data-tile-"] .stButton button::after { content: ""; position: absolute; inset: 0; cursor: zoom-in; }
+</style>"""
+
+
+def _size_text(row) -> str:
+    size = pd.to_numeric(getattr(row, "bytes", None), errors="coerce")  # not in manifests of older imports
+    return f"{int(row.width):,}×{int(row.height):,} px" + (f" · {size / 1024:,.0f} kB" if pd.notna(size) else "")
+
+
+def _short(name: str, most: int = 18) -> str:
+    """A file name that fits under a thumbnail: its start and end around an ellipsis when it is long."""
+    return name if len(name) <= most else f"{name[:most // 2 - 1]}…{name[-(most // 2):]}"
+
+
+def show_image_details(name: str, row) -> None:
+    """One dataset image large, with its file name, label, split and size."""
+    folder = workspace.dataset_dir(name)
+    try:
+        st.image(str(thumbnail_path(folder, row.path, row.hash, BIG_PX)), width=BIG_PX)
+    except (ImageProblem, OSError):
+        st.warning("This image could not be read; it may have been removed or damaged.")
+    split = SPLIT_WORDS.get(row.split, row.split)
+    st.markdown(f"**{plain(Path(str(row.source)).name)}**  \n"
+                f"Label **{plain(row.label)}** · {split} split · {_size_text(row)}")
+    st.caption(f"Stored as {plain(row.path)}")
+
+
+def _open(name: str, row) -> None:
+    st.dialog(Path(str(row.source)).name[:60], width="medium")(show_image_details)(name, row)
+
+
+def _tile(name: str, folder: Path, row, i: int) -> bool:
+    """One thumbnail with its file name; False when the image cannot be read."""
+    try:
+        thumb = str(thumbnail_path(folder, row.path, row.hash, THUMB_PX))
+    except (ImageProblem, OSError):  # a file removed or damaged since the import
+        return False
+    tile = st.container(key=f"data.tile.{i}", width=THUMB_PX, gap=None)
+    tile.image(thumb, width=THUMB_PX)
+    label = f"{row.split} · {_short(Path(str(row.source)).name)}"
+    if tile.button(plain(label), key=f"data.open.{i}", type="tertiary", width="stretch",
+                   help="Open this image large, with its details."):
+        _open(name, row)
+    return True
+
+
+@st.fragment
 def show_thumbnail_grid(name: str) -> None:
-    """One page of thumbnails of a chosen class; thumbnails are made only for the page shown."""
+    """One page of thumbnails of a chosen class, each opening large on a click; a fragment, so paging and
+    opening an image redraw only the grid. Thumbnails are made only for the page shown."""
     df = cached.manifest(name)
     kept = df[~df["excluded"]]
     per_class = cached.summary(name)["per_class"]
@@ -154,19 +212,15 @@ def show_thumbnail_grid(name: str) -> None:
     start = (min(page, pages) - 1) * PAGE_SIZE
     chunk = rows.iloc[start:start + PAGE_SIZE]
     folder = workspace.dataset_dir(name)
-    paths, captions, broken = [], [], 0
-    for row in chunk.itertuples(index=False):
-        try:
-            paths.append(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)))
-        except (ImageProblem, OSError):  # a file removed or damaged since the import
-            broken += 1
-            continue
-        captions.append(f"{row.split} · {Path(row.source).name[:14]}")
-    if paths:
-        st.image(paths, caption=captions, width=THUMB_PX)
-    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {len(rows):,} in class '{label}'.")
-    if broken:
-        st.warning(f"{broken} images on this page could not be read; they may have been removed or damaged.")
+    st.html(TILE_CSS)
+    grid = st.container(horizontal=True, gap="small")
+    with grid:
+        shown = sum(_tile(name, folder, row, i) for i, row in enumerate(chunk.itertuples(index=False)))
+    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {len(rows):,} in class '{label}'. "
+               "Click an image to see it large.")
+    if shown < len(chunk):
+        st.warning(f"{len(chunk) - shown} images on this page could not be read; they may have been removed "
+                   "or damaged.")
 
 
 def dataset_manage_controls(name: str) -> None:
