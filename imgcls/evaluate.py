@@ -189,7 +189,14 @@ def evaluate_quietly(run_id: str, device: str = "cpu", echo=print) -> dict | Non
     opens on saved results instead of predicting the split while the user waits; a failure here never fails
     the run (the page then evaluates on opening, and says why if it cannot)."""
     try:
-        return evaluate(run_id, "val", device=device)
+        result = evaluate(run_id, "val", device=device)
     except Exception as exc:  # noqa: BLE001 - the trained model is already safe on disk
         echo(f"validation not evaluated yet: {exc}")
         return None
+    try:  # the unfamiliar-image check too, so the page's first prediction does not wait for it
+        from .predict import Predictor
+
+        Predictor(run_id, device).reference  # noqa: B018 - built from the training images, saved with the run
+    except Exception as exc:  # noqa: BLE001 - built on the first prediction instead
+        echo(f"unfamiliar-image check not prepared yet: {exc}")
+    return result

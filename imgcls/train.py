@@ -249,7 +249,8 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) 
             runs.write_status(run_id, state="running", started=time.time(), message="Starting")
             result = _execute(run_id, config, echo, resume)
             if config.get("task", "train") == "train" and dist.is_main():  # saved now, read by the Evaluate page
-                runs.write_status(run_id, message="Scoring the validation images with the model kept")
+                runs.write_status(run_id, message="Scoring the validation images with the model kept, "
+                                                          "and preparing the unfamiliar-image check")
                 evaluate_quietly(run_id, dist.local_device(device), echo)
     except BaseException as exc:
         # a stop request can also surface as another error (a DataLoader worker ended by the signal)

@@ -80,8 +80,8 @@ def test_dataset_overlays_are_made_in_one_batch_cached_on_disk_and_match_one_by_
 
     from imgcls import ood, runs
 
+    (runs.run_dir(trained) / ood.FILE).unlink()  # the training job saved one: start without it
     predictor = Predictor(trained)
-    assert not (runs.run_dir(trained) / ood.FILE).exists()  # Grad-CAM needs no out-of-distribution reference
     df = workspace.read_manifest("toy")
     rows = df[df["split"] == "val"].head(4)
     folder = workspace.dataset_dir("toy")
@@ -104,9 +104,19 @@ def test_dataset_overlays_are_made_in_one_batch_cached_on_disk_and_match_one_by_
     assert predictor.overlay_files(folder, [(items[0][0], items[0][1], 1 - items[0][2])])[0] != files[0]
 
 
-def test_the_reference_is_built_on_first_need_once(trained, monkeypatch):
+def test_the_training_job_saves_the_reference_so_a_first_prediction_does_not_build_it(trained, monkeypatch):
     from imgcls import ood
 
+    assert ood.load(trained) is not None  # saved with the run, for its model file
+    monkeypatch.setattr(ood, "build", lambda *a, **k: pytest.fail("built again"))
+    row = Predictor(trained).predict([("a.png", _png((220, 40, 40), 5))])[0]
+    assert "unfamiliar" in row and row["distance"] >= 0
+
+
+def test_the_reference_is_built_on_first_need_once(trained, monkeypatch):
+    from imgcls import ood, runs
+
+    (runs.run_dir(trained) / ood.FILE).unlink()  # as for a run trained before the job saved it
     built = []
     real = ood.reference
     monkeypatch.setattr(ood, "reference", lambda *a, **k: built.append(1) or real(*a, **k))
