@@ -99,20 +99,6 @@ def _stamp(name: str) -> list[int]:
     return [stat.st_mtime_ns, stat.st_size]
 
 
-_DIGESTS: dict[tuple, str] = {}  # manifest file state → digest: each state is read and hashed once
-
-
-def _digest_now(name: str) -> str:
-    path = workspace.dataset_dir(name) / "manifest.csv"
-    stat = path.stat()  # writes are atomic replaces, so a new state also has a new inode
-    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    if key not in _DIGESTS:
-        if len(_DIGESTS) > 16:
-            _DIGESTS.clear()
-        _DIGESTS[key] = versions.manifest_digest(workspace.read_manifest(name))
-    return _DIGESTS[key]
-
-
 def is_stale(name: str, report: dict | None) -> bool:
     """Whether labels, splits, exclusions or images changed since the report was computed."""
     if not report:
@@ -120,7 +106,8 @@ def is_stale(name: str, report: dict | None) -> bool:
     # pages ask on every rerun: an untouched manifest file answers without reading and hashing it
     if report.get("manifest_stamp") == _stamp(name):
         return False
-    return ((report.get("version") or {}).get("digest") or report.get("manifest_digest")) != _digest_now(name)
+    digest = (report.get("version") or {}).get("digest") or report.get("manifest_digest")  # older reports
+    return not versions.is_current(name, {"digest": digest})
 
 
 # --- the checks ----------------------------------------------------------------------------------

@@ -49,11 +49,26 @@ def describe_version(position: int, digest: str) -> str:
     return f"edit {position} · {digest[:8]}" if position else f"as imported · {digest[:8]}"
 
 
+_DIGESTS: dict[tuple, str] = {}  # manifest file state → digest: pages ask on every rerun, each state hashes once
+
+
+def current_digest(name: str) -> str:
+    """The digest of the dataset's manifest as it is on disk now."""
+    path = workspace.dataset_dir(name) / "manifest.csv"
+    stat = path.stat()  # writes are atomic replaces, so a new state also has a new inode
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) > 16:
+            _DIGESTS.clear()
+        _DIGESTS[key] = manifest_digest(workspace.read_manifest(name))
+    return _DIGESTS[key]
+
+
 def is_current(name: str, version: dict | None) -> bool:
     """Whether the dataset still holds exactly the data of `version` (False when unknown)."""
     if not version or not workspace.dataset_exists(name):
         return False
-    return manifest_digest(workspace.read_manifest(name)) == version.get("digest")
+    return current_digest(name) == version.get("digest")
 
 
 def canonical_rows(df: pd.DataFrame) -> pd.DataFrame:

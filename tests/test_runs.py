@@ -197,3 +197,14 @@ def test_runs_made_before_names_read_as_dataset_strategy_and_time():
     # the stand-in counts as taken
     with pytest.raises(workspace.WorkspaceError, match="already called"):
         runnames.rename_run("hand-made", "Shapes linear, 27 Nov 14:02")
+
+
+def test_runs_made_within_one_second_list_newest_first_whatever_their_id_tails():
+    for run_id, created in [("20261201-120000-toy-linear-ffff", 100.0), ("20261201-120000-toy-linear-0000", 200.0),
+                            ("20261201-115959-toy-linear-9999", 300.0)]:
+        runs.run_dir(run_id).mkdir(parents=True)
+        workspace.atomic_write_json(runs.run_dir(run_id) / "config.json", {"dataset": "toy"})
+        workspace.atomic_write_json(runs.run_dir(run_id) / "status.json", {"state": "done", "created": created})
+    # the id's second decides first; within one second, the time the status records (not the random tail)
+    assert runs.list_runs() == ["20261201-120000-toy-linear-0000", "20261201-120000-toy-linear-ffff",
+                                "20261201-115959-toy-linear-9999"]
