@@ -1,12 +1,13 @@
-"""imgcls: the frame of the app (page config, sidebar) and the router between its pages."""
+"""imgcls: the frame of the app (page config, sign-in, sidebar) and the router between its pages."""
 
 import streamlit as st
 
-from imgcls.ui import nav, preload, state, widgets
+from imgcls.ui import demo, nav, preload, signin, state, widgets
 
 # An emoji, drawn by the browser itself: a Material icon here is fetched from Google's font server, which
 # fails offline with an error on every page.
 st.set_page_config(page_title="imgcls", page_icon="🖼️", layout="wide")
+signin.install()  # every engine call from now on works in this session's own workspace
 
 
 def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
@@ -15,15 +16,26 @@ def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
 
 # While a page draws, the libraries the later pages need are not imported in the background (see preload).
 with preload.page_run():
-    if "run" in st.query_params:
-        # a shared demo link: only the demo page is routable, with no menu and no sidebar of the workspace
-        st.navigation([_page(nav.DEMO, default=True)], position="hidden").run()
+    user = signin.enter()
+    gate = demo.QUERY in st.query_params or "run" in st.query_params or (signin.auth_configured() and not user)
+    sections = {"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS],
+                "Learn": [_page(nav.LEARN)]}
+    if signin.current_role() == "admin" and signin.auth_configured():
+        sections["Server"] = [_page(nav.ADMIN)]
+    # Every page stays routable (no "Page not found" for any address), but behind the gate none of them runs
+    page = st.navigation(sections, position="hidden" if gate else "sidebar")
+    if demo.QUERY in st.query_params or "run" in st.query_params:
+        # a shared demo link: only that run's predict view, whatever else the address names
+        demo.show_demo(st.query_params.get(demo.QUERY))
+        st.stop()
+    if gate:
+        signin.show_signin()
         st.stop()
 
-    page = st.navigation({"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS],
-                          "Learn": [_page(nav.LEARN)]})
-
+    signin.show_exposure_warning()
     with st.sidebar:
+        if user:
+            signin.show_account(user)
         widgets.dataset_picker_controls("sidebar.dataset")
         widgets.show_step_flow(state.active_dataset())
 

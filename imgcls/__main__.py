@@ -164,6 +164,40 @@ def cmd_runs(args) -> dict:
     return {"runs": rows}
 
 
+def cmd_publish(args) -> dict:
+    """Give a run's demo a shareable link (a new unguessable token, or the one it already has)."""
+    from . import access, demo
+
+    token = demo.publish(args.run, args.expires)
+    config = access.load_config()
+    base = args.base_url or config.demo_url or config.public_url or demo.guess_base_url()
+    out = {"url": demo.link(token, base), "token": token, "run": args.run, "expires": demo.expiry_of(args.run)}
+    if not args.json:
+        print(out["url"])
+        if not config.public_url:
+            print("Others reach it while the demo server runs: python -m imgcls serve-demo", file=sys.stderr)
+    return out
+
+
+def cmd_unpublish(args) -> dict:
+    """Revoke every demo link of a run."""
+    from . import demo
+
+    revoked = demo.unpublish(args.run)
+    if not args.json:
+        print(f"{args.run}: {revoked} demo link(s) revoked." if revoked else f"{args.run} had no demo link.")
+    return {"run": args.run, "revoked": revoked}
+
+
+def cmd_serve_demo(args) -> dict:
+    """Serve the published demos, and nothing else, to other machines."""
+    from . import demoserver
+
+    print(f"Serving demos on http://{args.address}:{args.port} (Ctrl+C stops)", file=sys.stderr)
+    demoserver.serve(args.port, args.address)
+    return {}
+
+
 def cmd_stop(args) -> dict:
     """Stop a running or queued training job; the best model it saved so far stays usable."""
     from .jobs import stop
@@ -357,6 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--out", required=True, help="a new folder for the bundle")
     p.set_defaults(func=cmd_export)
+    p = verbs.add_parser("publish", help="share a run's predict view: prints the demo link")
+    p.add_argument("run")
+    p.add_argument("--base-url", help="the address others reach the demo server at, e.g. http://10.0.0.5:8502")
+    p.add_argument("--expires", type=float, metavar="DAYS", help="the link stops working after this many days")
+    p.set_defaults(func=cmd_publish)
+    p = verbs.add_parser("unpublish", help="revoke a run's demo links")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_unpublish)
+    p = verbs.add_parser("serve-demo", help="serve published demos (and nothing else) to other machines")
+    p.add_argument("--port", type=int, default=8502)
+    p.add_argument("--address", default="0.0.0.0", help="the address to listen on (0.0.0.0: every network)")
+    p.set_defaults(func=cmd_serve_demo)
     p = verbs.add_parser("stop", help="stop a training run")
     p.add_argument("run")
     p.set_defaults(func=cmd_stop)

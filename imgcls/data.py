@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from . import samples, workspace
+from . import access, quotas, samples, workspace
 from .images import ImageProblem, inspect, is_image_name
 from .sources import (Entry, ImportLimits, Listing, SourceError, list_folder,
                       list_memory, list_zip, open_zip, read_label_csv)
@@ -176,6 +176,12 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
     if exists and not add:
         raise ImportFailed(f"A dataset named '{name}' already exists: choose another name, or add to it.")
     old = workspace.read_manifest(final) if exists else None
+    places = places if places is not None else place_by_folders([e.name for e in listing.entries])
+    targets = [Target(label=label.strip()) if label else places.get(entry.name, Target(
+        reason="unsupported format", detail=_why_not_image(entry.name)[1])) for entry in listing.entries]
+    # every placed image file counts: duplicates and unreadable files are only found by reading them
+    quotas.check_import(name, not exists, [e.size for e, t in zip(listing.entries, targets)
+                                           if not t.reason and is_image_name(e.name)])
     folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped),
@@ -183,12 +189,9 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
                                                 "time": workspace.now()} if repeat else {})
     known = {} if old is None else {h: (s, lb) for h, s, lb in zip(old["hash"], old["source"], old["label"])}
     importer = _Importer(folder, report, limits, known)
-    places = places if places is not None else place_by_folders([e.name for e in listing.entries])
     total = max(len(listing.entries), 1)
     try:
-        for i, entry in enumerate(listing.entries):
-            target = Target(label=label.strip()) if label else places.get(entry.name, Target(
-                reason="unsupported format", detail=_why_not_image(entry.name)[1]))
+        for i, (entry, target) in enumerate(zip(listing.entries, targets)):
             importer.add(entry, target)
             if progress and (i % 8 == 0 or i + 1 == total):
                 progress((i + 1) / total, f"Reading {entry.name}")
@@ -209,6 +212,7 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
         for path in importer.written:
             path.unlink(missing_ok=True)
         raise
+    quotas.forget()  # the workspace grew: the next disk check measures it again
     return report
 
 
@@ -236,15 +240,17 @@ def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | 
 
 
 def import_folder(path, name: str, *, label_csv: bytes | None = None, limits: ImportLimits = ImportLimits(),
-                  **kw) -> ImportReport:
+                  signed_in: bool = False, **kw) -> ImportReport:
     """Import a folder on the server laid out as class folders (optionally inside split folders),
-    or of images labelled by a CSV."""
+    or of images labelled by a CSV; only from the folders the operator allows (signed_in: the caller is a
+    signed-in user of a shared server, not the one person on their own machine)."""
     try:
-        listing = list_folder(Path(path).expanduser(), limits)
+        folder = access.check_import_folder(path, signed_in)  # before anything in it is read
+        listing = list_folder(folder, limits)
         places = None
         if label_csv is not None:
             places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
-    except SourceError as exc:
+    except (SourceError, workspace.WorkspaceError) as exc:
         raise ImportFailed(str(exc))
     return import_listing(listing, name, str(path), places=places, limits=limits,
                           repeat=_repeat("import_folder", path, label_csv), **kw)

@@ -83,7 +83,8 @@ def load(dataset: str, backbone: str, img_size: int | None = None, seed: int = 0
 
 @functools.lru_cache(maxsize=2)
 def _model(backbone: str, pretrained: bool, seed: int):
-    """The backbone in eval mode (read only, so sharing it is safe); random weights are seeded."""
+    """The backbone in eval mode (read only and no workspace data, so every workspace shares it); random
+    weights are seeded."""
     import torch
 
     from .models import create_model

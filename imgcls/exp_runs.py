@@ -31,7 +31,7 @@ def _forward_progress(run_id: str, say, lo: float, hi: float, label: str):
         while not done.wait(1.0):
             st = runs.read_status(run_id)
             say(lo + (hi - lo) * float(st.get("progress") or 0.0), f"{label}: {st.get('message') or ''}")
-    thread = threading.Thread(target=poll, daemon=True)
+    thread = threading.Thread(target=workspace.bound(poll), daemon=True)
     thread.start()
     try:
         yield
@@ -111,17 +111,19 @@ def _execute(run_id: str, config: dict, drop: set[str], relabel: dict[str, str])
 
 
 @functools.lru_cache(maxsize=2)
-def _best_model(run_id: str):
+def _best_model(root: str, run_id: str):
+    """The run's best model, once per workspace and run: two workspaces can hold runs of the same id."""
     from .checkpoint import load_run_model
 
-    return load_run_model(run_id)
+    with workspace.use(root):
+        return load_run_model(run_id)
 
 
 def predict(run_id: str, images: np.ndarray) -> np.ndarray:
     """Class indices the run's best model predicts for cached images (centre crop, no augmentation)."""
     from .loops import predict_arrays
 
-    model, config = _best_model(run_id)
+    model, config = _best_model(str(workspace.home()), run_id)
     dcfg = config["data_config"]
     probs = predict_arrays(model, images, config["img_size"], dcfg["mean"], dcfg["std"], "cpu")
     return probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)

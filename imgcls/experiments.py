@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import workspace  # light imports only: torch loads when an experiment runs, not when a page lists them
+from . import quotas, workspace  # light imports only: torch loads when an experiment runs, not when a page lists them
 
 KINDS = {
     "transfer": "Pretrained against random starting weights, with the same training budget: curves and accuracy.",
@@ -166,14 +166,16 @@ def prepare(config: ExperimentConfig, exp_id: str | None = None) -> str:
 
 
 def start(config: ExperimentConfig) -> str:
-    """Start the experiment as a background process (`python -m imgcls experiment … --id ID`); return its id."""
-    exp_id = prepare(config)
+    """Start the experiment as a background process (`python -m imgcls experiment … --id ID`); return its id.
+    A QuotaError, before anything is made, when the workspace runs the most jobs allowed or is full."""
+    with quotas.job_slot():
+        exp_id = prepare(config)
     cfg = config.resolved()
     log = open(exp_dir(exp_id) / "log.txt", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgcls", "experiment", cfg.kind, "--dataset", cfg.dataset, "--mode", cfg.mode,
          "--seed", str(cfg.seed), "--id", exp_id],
-        cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(workspace.home()), PYTHONUNBUFFERED="1"),
+        cwd=ROOT, env=workspace.job_env(),
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: a server restart does not take it down
     )

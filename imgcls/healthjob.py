@@ -15,8 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from . import workspace
-from . import health
+from . import health, quotas, workspace
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root: `python -m imgcls` runs from here
 STATUS_FILE, LOG_FILE = "health-status.json", "health-log.txt"
@@ -57,13 +56,14 @@ def start(name: str, device: str = "cpu") -> None:
     if job_status(name).get("state") == "running":
         return
     folder = workspace.dataset_dir(name)
-    _write_status(name, state="running", progress=0.0, message="Starting the check…", pid=None,
-                  started=time.time(), finished=None, device=device)
+    with quotas.job_slot():  # a QuotaError when the workspace runs the most jobs allowed, or is full
+        _write_status(name, state="running", progress=0.0, message="Starting the check…", pid=None,
+                      started=time.time(), finished=None, device=device)
     try:
         with open(folder / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "imgcls", "health", name, "--device", device, "--job"],
-                cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(workspace.home()), PYTHONUNBUFFERED="1"),
+                cwd=ROOT, env=workspace.job_env(),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: a server restart does not take it down
             )

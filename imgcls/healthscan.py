@@ -16,7 +16,8 @@ CHUNK = 256  # images decoded and embedded at once: 256 × 256 px × 3 is 50 MB,
 
 @functools.lru_cache(maxsize=2)
 def _model(device: str):
-    """The default backbone in eval mode, loaded once per process; only ever read from."""
+    """The default backbone in eval mode, loaded once per process and shared by every workspace (pretrained
+    weights only); only ever read from."""
     import torch
 
     from .models import DEFAULT_BACKBONE, create_model

@@ -68,7 +68,8 @@ def load_images(folder: Path, paths: list[str], hashes: list[str], side: int, in
     out = np.empty((len(paths), side, side, 3), dtype=np.uint8)
     # PIL releases the GIL while decoding and resizing, so threads use every core
     with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = pool.map(lambda a: _cached_one(folder, a[0], a[1], side, interpolation, root), zip(paths, hashes))
+        jobs = pool.map(workspace.bound(lambda a: _cached_one(folder, a[0], a[1], side, interpolation, root)),
+                        zip(paths, hashes))
         for i, arr in enumerate(jobs):
             out[i] = arr
             if progress and (i % 16 == 0 or i + 1 == len(paths)):

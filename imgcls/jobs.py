@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import runs, workspace
+from . import quotas, runs, workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 WAITING = "Waiting for the device"  # the status message of a job queued behind another on its device
@@ -24,7 +24,8 @@ _CLAIMED: dict = {}  # device → the open lock file this process holds until it
 
 
 def _lock_path(device: str) -> Path:
-    path = workspace.home() / "locks" / f"{device.split(':')[0]}.lock"
+    # one lock per device for the whole server: two people's jobs take turns instead of sharing the cores
+    path = workspace.server_root() / "locks" / f"{device.split(':')[0]}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -64,12 +65,22 @@ def device_lock(device: str, on_wait=None):
 
 
 def start(run_id: str, extra_args: list[str] | None = None) -> int:
-    """Start `python -m imgcls train --run RUN` in the background and record its pid."""
+    """Start `python -m imgcls train --run RUN` in the background and record its pid; a QuotaError (the run
+    marked failed, saying why) when the workspace runs the most jobs allowed or is out of disk space."""
+    try:
+        with quotas.job_slot(ignore=f"run/{run_id}"):
+            return _spawn(run_id, extra_args)
+    except quotas.QuotaError as exc:
+        runs.write_status(run_id, state="failed", finished=time.time(), message=str(exc))
+        raise
+
+
+def _spawn(run_id: str, extra_args: list[str] | None) -> int:
     folder = runs.run_dir(run_id)
     log = open(folder / "log.txt", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgcls", "train", "--run", run_id, *(extra_args or [])],
-        cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(workspace.home()), PYTHONUNBUFFERED="1"),
+        cwd=ROOT, env=workspace.job_env(),
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: a server restart does not take it down
     )
@@ -83,8 +94,9 @@ def resume(run_id: str) -> int:
     status = runs.read_status(run_id)
     if status.get("state") in runs.ACTIVE_STATES:
         return int(status.get("pid") or 0)  # already going: a second click does nothing
-    runs.write_status(run_id, state="queued", pid=None, created=time.time(), message="Resuming")
-    return start(run_id, ["--resume", run_id])
+    with quotas.job_slot(ignore=f"run/{run_id}"):  # refused: the run stays as it was, resumable later
+        runs.write_status(run_id, state="queued", pid=None, created=time.time(), message="Resuming")
+        return _spawn(run_id, ["--resume", run_id])
 
 
 def stop(run_id: str, grace_s: float = 1.5) -> dict:

@@ -146,7 +146,8 @@ def rule_warnings(choices: list[dict], classes: list[str], colours: dict | None 
 
 @functools.lru_cache(maxsize=2)
 def _backbone(name: str):
-    """The pretrained backbone in eval mode; only ever read from, so sharing it is safe."""
+    """The pretrained backbone in eval mode; only ever read from and holding no workspace data, so every
+    workspace shares it."""
     import torch
 
     from .models import create_model

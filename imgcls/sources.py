@@ -164,12 +164,33 @@ def open_zip(src, label: str) -> zipfile.ZipFile:
         raise SourceError(f"{label} does not exist.")
 
 
+def _read_no_follow(path: Path) -> bytes:
+    """A file's bytes, refusing it if it was swapped for a symlink after it was listed."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
 def _file_reader(path: Path) -> Callable[[], bytes]:
-    return lambda: path.read_bytes()
+    return lambda: _read_no_follow(path)
+
+
+def _subfolders(listing: Listing, root: Path, dirpath: str, dirnames: list[str]) -> list[str]:
+    """The subfolders to enter: not hidden, and not symlinks (reported, since one may lead anywhere)."""
+    keep = []
+    for name in sorted(dirnames):
+        if is_hidden([name]):
+            continue
+        if (Path(dirpath) / name).is_symlink():
+            listing.skip((Path(dirpath) / name).relative_to(root).as_posix(), "symlink",
+                         "symbolic links are not followed")
+            continue
+        keep.append(name)
+    return keep
 
 
 def list_folder(root: Path, limits: ImportLimits) -> Listing:
-    """List the image candidates in a folder on the server, never following symlinks."""
+    """List the image candidates in a folder on the server, never following symlinks (files or folders)."""
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"{root} is not a folder on the server.")
@@ -177,7 +198,7 @@ def list_folder(root: Path, limits: ImportLimits) -> Listing:
     count = total = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden([d]))
+        dirnames[:] = _subfolders(listing, root, dirpath, dirnames)
         for fname in sorted(filenames):
             rel = (rel_dir / fname).as_posix()
             path = Path(dirpath) / fname
@@ -193,7 +214,11 @@ def list_folder(root: Path, limits: ImportLimits) -> Listing:
             if path.suffix.lower() in ARCHIVE_SUFFIXES:
                 listing.skip(rel, "nested archive", "archives inside the folder are not opened; import it separately")
                 continue
-            size = path.stat().st_size
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):  # a pipe or a device would block or never end when read
+                listing.skip(rel, "not a file", "only ordinary files are read (not pipes, sockets or devices)")
+                continue
+            size = info.st_size
             total += size
             listing.entries.append(Entry("/".join(clean_parts(rel)), size, _file_reader(path)))
     if total > limits.max_total_bytes:

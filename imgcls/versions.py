@@ -49,7 +49,8 @@ def describe_version(position: int, digest: str) -> str:
     return f"edit {position} · {digest[:8]}" if position else f"as imported · {digest[:8]}"
 
 
-_DIGESTS: dict[tuple, str] = {}  # manifest file state → digest: pages ask on every rerun, each state hashes once
+# manifest file state (absolute path, so per workspace) → digest: pages ask on every rerun, each state hashes once
+_DIGESTS: dict[tuple, str] = {}
 
 
 def current_digest(name: str) -> str:

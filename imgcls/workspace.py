@@ -1,9 +1,17 @@
-"""The on-disk workspace: datasets, runs and caches under IMGCLS_HOME."""
+"""The on-disk workspace: datasets, runs and caches under IMGCLS_HOME.
+
+Every path of a user's data derives from `home()`, so this is the one place that decides whose workspace
+a call reads or changes. For one person it is IMGCLS_HOME itself. With sign-in, each person's workspace is
+`IMGCLS_HOME/users/<key>` (see `imgcls.access`); the app installs a resolver that answers with the
+signed-in user's folder, and fails closed (WorkspaceError) when a call has no user behind it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
+import functools
 import fcntl
 import json
 import os
@@ -26,11 +34,82 @@ class WorkspaceError(Exception):
     """A workspace operation that cannot go ahead, with a plain message."""
 
 
-def home() -> Path:
-    """The workspace root (IMGCLS_HOME, default ./workspace)."""
-    root = Path(os.environ.get("IMGCLS_HOME", "workspace")).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+# The workspace chosen explicitly for this thread or task (`use`), and the app's per-session resolver.
+_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("imgcls_workspace", default=None)
+_resolver = None
+
+
+_resolved: dict[tuple[str, str], Path] = {}
+
+
+def _root_named(value: str) -> Path:
+    key = (value, os.getcwd())
+    root = _resolved.get(key)
+    if root is None:  # every path of the workspace starts here: resolve the name once
+        root = _resolved[key] = Path(value).expanduser().resolve()
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _default_root() -> Path:
+    """The folder IMGCLS_HOME names (default ./workspace)."""
+    return _root_named(os.environ.get("IMGCLS_HOME", "workspace"))
+
+
+def server_root() -> Path:
+    """The server's own folder: where the operator's config, the users' workspaces and the demo links live.
+    It is IMGCLS_HOME, except in a background job, which works in one user's folder and is told the
+    server's (IMGCLS_SERVER_HOME)."""
+    named = os.environ.get("IMGCLS_SERVER_HOME", "").strip()
+    return _root_named(named) if named else _default_root()
+
+
+def job_env(**extra: str) -> dict:
+    """The environment of a background job: it works in the caller's workspace and knows the server's."""
+    return dict(os.environ, IMGCLS_HOME=str(home()), IMGCLS_SERVER_HOME=str(server_root()),
+                PYTHONUNBUFFERED="1", **extra)
+
+
+def home() -> Path:
+    """The workspace of whoever this call works for: chosen by `use`, else by the app's resolver, else
+    IMGCLS_HOME itself (one person's workspace, or a background job's)."""
+    root = _ROOT.get()
+    if root is None and _resolver is not None:
+        root = _resolver()
+    if root is None:
+        return _default_root()
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def set_resolver(resolver) -> None:
+    """Install the function that names the current caller's workspace (a Path, None for IMGCLS_HOME, or
+    a WorkspaceError when nobody is signed in)."""
+    global _resolver
+    _resolver = resolver
+
+
+@contextlib.contextmanager
+def use(root: Path):
+    """Work in the workspace at `root` for the duration of the block (this thread or task only)."""
+    token = _ROOT.set(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def bound(fn):
+    """`fn` wrapped to run in the caller's current workspace, for handing to another thread."""
+    root = home()
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with use(root):
+            return fn(*args, **kwargs)
+    return run
 
 
 def datasets_dir() -> Path:
@@ -167,9 +246,10 @@ def read_manifest(name_or_folder) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def file_lock(name: str):
-    """Hold the workspace lock `locks/<name>` across threads and processes (the kernel frees it on a crash)."""
-    path = home() / "locks" / name
+def file_lock(name: str, root: Path | None = None):
+    """Hold the workspace lock `locks/<name>` across threads and processes (the kernel frees it on a crash);
+    `root` names another workspace folder than the current one (the server's, for server-wide files)."""
+    path = (root or home()) / "locks" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

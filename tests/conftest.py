@@ -124,3 +124,13 @@ def mk():
         class_members=class_members, png_claiming_size=png_claiming_size,
         workspace_entries=workspace_entries,
     )
+
+
+@pytest.fixture
+def signin_secrets(tmp_path):
+    """Sign-in configured as an operator would: an [auth] section in a secrets.toml that Streamlit reads
+    (the provider is never contacted by AppTests, which seed st.user themselves)."""
+    from authhelpers import signin_configured
+
+    with signin_configured(tmp_path) as path:
+        yield path

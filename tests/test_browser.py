@@ -1,6 +1,7 @@
 """Real-browser smoke test: headless Chromium drives `streamlit run app.py` as a user would."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ if not CHROMIUM and not os.environ.get("IMGCLS_REQUIRE_BROWSER"):
     pytest.skip("no Chromium installed (apt-get install chromium)", allow_module_level=True)
 playwright = pytest.importorskip("playwright.sync_api")
 
+PROBE = re.compile(r"^(/[a-z]+)+/_stcore/(health|host-config)$")
+PROBE_ERROR = "Failed to load resource: the server responded with a status of 404"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -115,11 +118,12 @@ def test_no_page_fetches_anything_from_outside_the_machine(sample_url):
     """The app works offline: no request leaves localhost (the favicon was once a font-server icon) and
     no page logs an error in the console."""
     local = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
-    outside, errors = [], []
+    outside, errors, failed = [], [], []
     with playwright.sync_playwright() as pw:
         browser, page = _open(pw, sample_url)
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(local) else None)
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
         _idle(page)
         nav = page.locator("[data-testid='stSidebarNav']")
         for title in ("Data", "Review", "Augment", "Train", "Evaluate", "Learn", "Home"):
@@ -128,7 +132,13 @@ def test_no_page_fetches_anything_from_outside_the_machine(sample_url):
             _idle(page, 120)
         browser.close()
     assert outside == [], outside
-    assert errors == [], errors
+    # When its connection drops and comes back while the address is a page's (/review), Streamlit's own
+    # frontend looks for the server at /review/_stcore/... before /_stcore/... and the browser logs the 404
+    # of that guess. Those probes alone are allowed; any other failed request or error is not.
+    probes = [u for u in failed if PROBE.match(u.removeprefix(sample_url))]
+    assert sorted(set(failed) - set(probes)) == [], failed
+    assert [e for e in errors if not e.startswith(PROBE_ERROR)] == [], errors
+    assert len(errors) == len(probes), (errors, probes)
 
 
 def test_clicking_a_thumbnail_opens_it_large(sample_url):

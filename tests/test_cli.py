@@ -282,3 +282,23 @@ def test_renaming_a_run_refuses_bad_names_in_one_plain_line(cli, imgcls_home):
     assert runnames.display_name(first) == "toy linear 1"
     rc, out, err = cli("runs", "--json", "rename", first, "mine")  # --json before the names works too
     assert rc == 0 and last_json(out) == {"run": first, "name": "mine"}
+
+
+def test_publish_prints_an_unguessable_link_and_unpublish_revokes_it(cli, imgcls_home):
+    from imgcls import demo
+    from imgcls.train import TrainConfig, prepare_run, run
+    from test_train import SMALL, make_dataset
+
+    make_dataset(per_class=8)
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
+    run(run_id, echo=lambda _: None)
+    rc, out, err = cli("publish", run_id, "--base-url", "https://demo.example.org/", "--expires", "3", "--json")
+    assert rc == 0, err
+    found = last_json(out)
+    assert found["url"] == f"https://demo.example.org/?demo={found['token']}" and run_id not in found["url"]
+    assert found["expires"] and demo.open_demo(found["token"]).run_id == run_id
+    rc, out, err = cli("unpublish", run_id, "--json")
+    assert rc == 0 and last_json(out)["revoked"] == 1
+    assert demo.open_demo(found["token"]) is None
+    queued = prepare_run(TrainConfig(dataset="toy", strategy="linear", **SMALL))
+    assert_plain_failure(*cli("publish", queued)[::2], "saved model")

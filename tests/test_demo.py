@@ -1,4 +1,5 @@
-"""The shareable demo: publish and unpublish, and the demo page for a published, unpublished or no id."""
+"""The shareable demo: publish and unpublish behind unguessable tokens, expiry, and the demo view for a
+published, unpublished, expired or unknown link."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ def trained():
     return run_id
 
 
-def open_demo(run_id: str | None) -> AppTest:
+def open_demo(token: str | None, param: str = "demo") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
-    if run_id is not None:
-        at.query_params["run"] = run_id
+    if token is not None:
+        at.query_params[param] = token
     return at.run()
 
 
@@ -35,15 +36,37 @@ def test_only_finished_runs_can_be_published(trained):
     queued = prepare_run(TrainConfig(dataset="toy", strategy="linear", **SMALL))
     with pytest.raises(workspace.WorkspaceError, match="saved model"):
         demo.publish(queued)
-    demo.publish(trained)
+    token = demo.publish(trained)
     assert demo.is_published(trained) and not demo.is_published(queued)
-    demo.unpublish(trained)
-    assert demo.published() == []
+    assert demo.publish(trained) == token  # publishing again keeps the link
+    assert demo.open_demo(token).run_id == trained
+    assert demo.unpublish(trained) == 1
+    assert demo.published() == [] and demo.open_demo(token) is None
+
+
+def test_tokens_are_unguessable_and_not_the_run_id(trained):
+    tokens = set()
+    for _ in range(3):
+        tokens.add(demo.publish(trained))
+        demo.unpublish(trained)
+    assert len(tokens) == 3  # a fresh token each time the demo is published anew
+    assert all(len(t) >= 32 and trained not in t for t in tokens)
+
+
+def test_a_link_stops_working_when_it_expires(trained, monkeypatch):
+    import datetime
+
+    token = demo.publish(trained, expires_days=1)
+    assert demo.open_demo(token) is not None and demo.expiry_of(trained)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1, seconds=5)
+    monkeypatch.setattr(demo, "_now", lambda: later)
+    assert demo.open_demo(token) is None and not demo.is_published(trained)
+    with pytest.raises(workspace.WorkspaceError, match="positive"):
+        demo.publish(trained, expires_days=0)
 
 
 def test_published_demo_predicts_and_shows_nothing_else(trained):
-    demo.publish(trained)
-    at = open_demo(trained)
+    at = open_demo(demo.publish(trained))
     assert at.title[0].value == "Try the classifier"
     assert not at.selectbox  # no dataset picker, no settings: only the predict box
     assert at.caption[0].value == "Model: **toy linear 1**"  # its name, not its id
@@ -57,21 +80,25 @@ def test_the_demo_warns_about_an_image_unlike_the_training_images(trained):
     from imgcls.predict import UNFAMILIAR
     from test_ood import stripes_png
 
-    demo.publish(trained)
-    at = open_demo(trained)
+    at = open_demo(demo.publish(trained))
     at.file_uploader(key="demo.files").upload("stripes.png", stripes_png(), "image/png").run()
     assert [w.value for w in at.warning] == [UNFAMILIAR]
     assert not at.exception
 
 
-def test_unpublished_unknown_and_stopped_links_get_a_friendly_message(trained):
-    for run_id in (trained, "no-such-run", "../../etc"):
-        at = open_demo(run_id)
-        assert "not active" in at.info[0].value
-        assert not at.exception
-    demo.publish(trained)
+def _not_available(at: AppTest) -> bool:
+    return (at.title[0].value == "Demo not available" and "does not open anything" in at.info[0].value
+            and not at.selectbox and not at.button and not at.exception)
+
+
+def test_unpublished_unknown_and_old_style_links_get_a_plain_page_and_nothing_else(trained):
+    token = demo.publish(trained)
+    for value in ("no-such-token", "../../etc", "", trained):
+        assert _not_available(open_demo(value))
+    # the old links named the run itself: guessable, so they open nothing now, published or not
+    assert _not_available(open_demo(trained, param="run"))
     demo.unpublish(trained)
-    assert "not active" in open_demo(trained).info[0].value
+    assert _not_available(open_demo(token))
 
 
 def test_without_a_run_the_app_opens_as_usual():
@@ -88,8 +115,7 @@ def test_a_run_stopped_early_is_published_and_its_demo_names_it():
     make_dataset(per_class=12)
     run_id = stopped_finetune()
     runnames.rename_run(run_id, "my *first* [model]")
-    demo.publish(run_id)
-    at = open_demo(run_id)
+    at = open_demo(demo.publish(run_id))
     assert at.title[0].value == "Try the classifier"
     assert at.caption[0].value == f"Model: **{plain('my *first* [model]')}** · stopped early, its best model so far"
     at.file_uploader(key="demo.files").upload("red.png", _png((220, 40, 40), 7), "image/png").run()

@@ -166,9 +166,16 @@ def test_grad_cam_and_demo_publishing_from_the_page():
     at.file_uploader(key="evaluate.upload").upload("red.png", png((220, 40, 40)), "image/png").run()
     assert any("**red.png**" in m.value for m in at.markdown)  # the prediction, drawn beside its Grad-CAM
     assert not at.exception
+    at.selectbox(key=f"demo.expiry.{run_id}").set_value("7 days").run()
     at.button(key=f"demo.publish.{run_id}").click().run()
-    assert demo.is_published(run_id)
-    assert any(f"/demo?run={run_id}" in c.value for c in at.code)
+    assert demo.is_published(run_id) and demo.expiry_of(run_id)
+    links = [c.value for c in at.code if "?demo=" in c.value]
+    assert links == [f"{base}/?demo={demo.token_of(run_id)}" for base in [links[0].split("/?")[0]]]
+    assert run_id not in links[0] and links[0].startswith("http://")
+    assert any("demo server" in w.value for w in at.warning)  # without sign-in: the demo-only server serves it
+    at.text_input(key="demo.base_url").set_value("http://photos.lan:8502").run()
+    at.button(key="demo.base_url.save").click().run()
+    assert f"http://photos.lan:8502/?demo={demo.token_of(run_id)}" in [c.value for c in at.code]
     at.button(key=f"demo.unpublish.{run_id}").click().run()
     assert not demo.is_published(run_id)
     assert not at.exception

@@ -138,7 +138,7 @@ def _class_colours(stamp: tuple, side: int, interpolation: str, per_class: int =
 
 
 def _measure_key(dataset: str, pipeline: dict | None) -> str:
-    return json.dumps([dataset, cached.stamp(dataset)[1], pipeline], sort_keys=True)
+    return json.dumps([str(workspace.home()), dataset, cached.stamp(dataset)[1], pipeline], sort_keys=True)
 
 
 # The measurement takes seconds to a minute on a CPU: it runs in a worker thread (plain Python, no st.*), so
@@ -159,7 +159,7 @@ def _start_measure(key: str, dataset: str) -> None:
         job["progress"] = (min(max(fraction, 0.0), 1.0), message)
 
     frozen = json.loads(json.dumps(choices))  # the editor keeps changing its own list
-    job["future"] = _POOL.submit(labelsafety.measure, dataset, frozen, progress=report)
+    job["future"] = _POOL.submit(workspace.bound(labelsafety.measure), dataset, frozen, progress=report)
     _JOBS[key] = job
     while len(_JOBS) > 8:
         _JOBS.popitem(last=False)

@@ -17,7 +17,9 @@ def stamp(name: str) -> tuple[str, int, int]:
     return str(path.parent), stat.st_mtime_ns, stat.st_size
 
 
-# The mtime/size arguments are only there to key the cache; a rewrite of the manifest gives a new entry.
+# The mtime/size arguments are only there to key the cache; a rewrite of the manifest gives a new entry. The
+# folder is absolute, under the current workspace's root, so datasets of the same name in two people's
+# workspaces never share an entry.
 @st.cache_data(max_entries=16, show_spinner=False)
 def _manifest(folder: str, mtime_ns: int, size: int) -> pd.DataFrame:
     return workspace.read_manifest(Path(folder))

@@ -10,7 +10,7 @@ import zlib
 import streamlit as st
 from PIL import Image
 
-from imgcls import eval_charts, runs
+from imgcls import eval_charts, runs, workspace
 from imgcls.eval_charts import PERCENT_COLUMN, percent
 from imgcls.predict import (OVERLAY_QUALITY, UNFAMILIAR, Predictor, not_sure, predictions_frame, read_uploads,
                             to_csv)
@@ -31,15 +31,18 @@ def model_stamp(run_id: str) -> int:
     return (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns
 
 
+# Every cache below is keyed by the workspace root as well as the run id: two people's workspaces can hold
+# runs of the same id, and the Demo page predicts in its owner's workspace for visitors.
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _load(run_id: str, stamp: int) -> Predictor:
-    return Predictor(run_id)
+def _load(root: str, run_id: str, stamp: int) -> Predictor:
+    with workspace.use(root):
+        return Predictor(run_id)
 
 
 def predictor(run_id: str) -> Predictor:
-    """The run's model, loaded once per model file and shared by every session and both pages. Read-only:
-    nothing may change it after loading."""
-    return _load(run_id, model_stamp(run_id))
+    """The run's model in the current workspace, loaded once per model file and shared by every session and
+    both pages. Read-only: nothing may change it after loading."""
+    return _load(str(workspace.home()), run_id, model_stamp(run_id))
 
 
 def threshold_controls(key: str = "evaluate.not_sure") -> float:
@@ -55,16 +58,24 @@ def show_unfamiliar(row: dict) -> None:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _one(run_id: str, stamp: int, data: bytes, explain: bool) -> tuple[dict, bytes | None]:
+def _one(root: str, run_id: str, stamp: int, data: bytes, explain: bool) -> tuple[dict, bytes | None]:
     # one upload's answer (and Grad-CAM as JPEG bytes), keyed by its bytes: adding a second image, moving the
     # threshold or toggling the camera predicts nothing again
-    model = _load(run_id, stamp)
-    row = model.predict([("", data)], top_k=3)[0]
-    if "error" in row or not explain:
-        return row, None
+    model = _load(root, run_id, stamp)
+    with workspace.use(root):  # the unfamiliar-image check reads the run folder
+        row = model.predict([("", data)], top_k=3)[0]
+        if "error" in row or not explain:
+            return row, None
+        overlay = model.explain(data)["overlay"]
     buf = io.BytesIO()
-    Image.fromarray(model.explain(data)["overlay"]).save(buf, format="JPEG", quality=OVERLAY_QUALITY)
+    Image.fromarray(overlay).save(buf, format="JPEG", quality=OVERLAY_QUALITY)
     return row, buf.getvalue()
+
+
+def answer(run_id: str, data: bytes, explain: bool = False) -> tuple[dict, bytes | None]:
+    """One image's top classes by the run's model in the current workspace (and its Grad-CAM overlay as JPEG
+    bytes when asked), computed once per image and model."""
+    return _one(str(workspace.home()), run_id, model_stamp(run_id), data, explain)
 
 
 def ready_model(run_id: str) -> Predictor:
@@ -96,10 +107,9 @@ def show_predict(run_id: str, threshold: float) -> None:
     if cam:
         show_overlay_legend()
     ready_model(run_id)
-    stamp = model_stamp(run_id)
     # one row per file, in order: by position, since two uploads (or two photos) can share a name
     for n, (name, data) in enumerate(files):
-        found, overlay = _one(run_id, stamp, data, cam)
+        found, overlay = answer(run_id, data, cam)
         row = not_sure([{**found, "file": name}], threshold)[0]
         if "error" in row:
             st.error(f"Could not read {plain(row['file'])}: {plain(row['error'])}")
@@ -122,9 +132,11 @@ def show_overlay_legend(caption: str = LEGEND) -> None:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def _chunk(run_id: str, stamp: int, files: tuple[tuple[str, bytes], ...]) -> list[dict]:
+def _chunk(root: str, run_id: str, stamp: int, files: tuple[tuple[str, bytes], ...]) -> list[dict]:
     # keyed by the files' names and bytes: a rerun (a slider moved, a tab clicked) predicts nothing again
-    return _load(run_id, stamp).predict(files, top_k=3)
+    model = _load(root, run_id, stamp)
+    with workspace.use(root):
+        return model.predict(files, top_k=3)
 
 
 def _read(files: list) -> tuple[list[tuple[str, bytes]], list[dict]]:
@@ -140,12 +152,12 @@ def _read(files: list) -> tuple[list[tuple[str, bytes]], list[dict]]:
 
 def batch_rows(run_id: str, files: list) -> list[dict]:
     """Predictions of many (name, reader) files with no threshold, a progress bar while it takes a while."""
-    stamp, rows = model_stamp(run_id), []
+    root, stamp, rows = str(workspace.home()), model_stamp(run_id), []
     predictor(run_id)  # load outside the cached chunks, under its own spinner
     bar = st.progress(0.0, text=f"Predicting {len(files):,} images…") if len(files) > CHUNK else None
     for start in range(0, len(files), CHUNK):
         good, bad = _read(files[start:start + CHUNK])
-        rows += _chunk(run_id, stamp, tuple(good)) + bad
+        rows += _chunk(root, run_id, stamp, tuple(good)) + bad
         if bar:
             bar.progress(min(start + CHUNK, len(files)) / len(files), text=f"Predicting {len(files):,} images…")
     if bar:

@@ -102,7 +102,7 @@ def result_controls(run_id: str, split: str, tta: bool) -> dict | None:
     return evaluation_controls(run_id, split, tta, again)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False)  # by absolute path: each workspace's own file
 def _table(path: str, mtime_ns: int) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from imgcls import experiments
+from imgcls import experiments, quotas
 from imgcls.concepts import card
 from imgcls.experiments import ExperimentConfig
 from imgcls.ui import state, teach
@@ -42,6 +42,9 @@ def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
                  icon=":material/science:"):
         try:
             experiments.start(ExperimentConfig(kind=kind, dataset=dataset, mode=mode))
+        except quotas.QuotaError as exc:
+            st.error(str(exc))
+            return
         except (ValueError, OSError, WorkspaceError) as exc:  # WorkspaceError: the dataset gone, a bad id
             st.error(f"The experiment could not start: {exc}")
             return

@@ -10,11 +10,12 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from imgcls import data, samples, workspace
+from imgcls import access, data, samples, workspace
 from imgcls.data import ImportFailed, ImportReport
 from imgcls.workspace import WorkspaceError
 
-from . import cached, state
+from . import cached, signin, state
+from .text import plain
 
 SOURCES = ["ZIP file", "Folder on the server", "Images into a class", "Webcam", "Samples"]
 
@@ -93,11 +94,22 @@ def zip_import_controls() -> dict | None:
 
 
 def folder_import_controls() -> dict | None:
-    """A folder on the server machine, laid out as class folders."""
+    """A folder on the server machine, laid out as class folders (only where the operator allows)."""
+    signed_in = signin.auth_configured()
+    try:
+        off = access.folder_imports_off(signed_in)
+    except WorkspaceError as exc:  # the operator's config file cannot be read
+        off = str(exc)
+    if off:
+        st.info(off, icon=":material/folder_off:")
+        return None
     st.markdown("A folder **on the machine running this app**, with one subfolder per class "
                 "(optionally inside `train/`, `val/` and `test/` folders).")
+    roots = access.load_config().import_roots
+    if roots:
+        st.caption("Folders this server lets you import from: " + ", ".join(plain(r) for r in roots))
     path = st.text_input("Folder path on the server", key="data.import.folder.path",
-                         placeholder="/home/me/photos")
+                         placeholder=roots[0] if roots else "/home/me/photos")
     name, add = _name_controls("data.import.folder", default_name(path or ""))
     if not st.button("Import folder", key="data.import.folder.button", type="primary"):
         return None
@@ -105,7 +117,7 @@ def folder_import_controls() -> dict | None:
         st.warning("Type the path of a folder on the server first.")
         return None
     return run_import(lambda progress: data.import_folder(
-        path.strip(), name, add=add, progress=progress), path.strip())
+        path.strip(), name, add=add, progress=progress, signed_in=signed_in), path.strip())
 
 
 def _class_controls(prefix: str) -> tuple[str, str]:

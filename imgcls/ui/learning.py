@@ -21,6 +21,7 @@ SHOWN_MAPS = 4  # most active channels shown per stage: enough to see variety, e
 MAP_PX = 176  # display width of the input and of every map beside it
 
 
+# The views below depend only on the pretrained weights and the image bytes, never on a workspace: shared.
 @st.cache_resource(max_entries=1, show_spinner="Loading the pretrained network…")
 def _imagenet_model():
     """The default backbone with its original 1,000-class ImageNet head (never modified after loading)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from imgcls import health, healthjob, workspace
+from imgcls import health, healthjob, quotas, workspace
 
 from . import cached
 from .review_groups import is_open, open_groups, show_groups
@@ -57,7 +57,9 @@ def score_word(score: float) -> str:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _saved_report(name: str, folder: str, mtime_ns: int, size: int) -> dict | None:
-    return health.load(name)  # the folder and the file's stamp only key the cache: a new check changes them
+    # the folder (absolute, so it names the workspace too) and the file's stamp only key the cache: a new check
+    # changes them
+    return health.load(name)
 
 
 def load_report(name: str) -> dict | None:
@@ -74,6 +76,9 @@ def _start_check(name: str) -> None:
     """Start the check in the background and draw the page again, now with its progress."""
     try:
         healthjob.start(name)
+    except quotas.QuotaError as exc:
+        st.error(str(exc))
+        return
     except (workspace.WorkspaceError, OSError, ValueError) as exc:  # the dataset gone, no process to spawn
         st.error(plain(f"The check could not start: {exc}"))
         return

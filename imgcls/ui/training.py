@@ -9,7 +9,7 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls import jobs, models, runnames, runs, workspace
+from imgcls import jobs, models, quotas, runnames, runs, workspace
 from imgcls.augment import load_pipeline
 from imgcls.train import DEFAULTS, STRATEGIES, TrainConfig, TrainError, prepare_run
 
@@ -226,11 +226,16 @@ def config_controls(dataset: str) -> TrainConfig | None:
 def start(config: TrainConfig) -> str | None:
     """Check and queue a run, start its job; a plain error (and None) when the dataset cannot train."""
     try:
+        quotas.check_disk()
+        quotas.check_job_start()  # before the run is made, so a refusal leaves no run behind
         run_id = prepare_run(config)
+        jobs.start(run_id)
+    except quotas.QuotaError as exc:
+        st.error(str(exc))
+        return None
     except (TrainError, workspace.WorkspaceError) as exc:
         st.error(f"Training cannot start: {exc}")
         return None
-    jobs.start(run_id)
     return run_id
 
 
@@ -251,7 +256,11 @@ def start_lr_find(config: TrainConfig) -> bool:
 
 
 def _resume(run_id: str) -> None:
-    jobs.resume(run_id)
+    try:
+        jobs.resume(run_id)
+    except quotas.QuotaError as exc:
+        st.error(str(exc))
+        st.stop()  # the caller's rerun would wipe the message: end this run with it shown
 
 
 # --- which run to show ----------------------------------------------------------------------------

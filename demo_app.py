@@ -1,0 +1,20 @@
+"""imgcls demo server: shows the published demo a link's token opens, and nothing else of any workspace.
+
+Started by `python -m imgcls serve-demo` (or the Publish panel). It has no other page and no workspace of its
+own: a call that is not inside the demo's own run fails instead of reading anything.
+"""
+
+import streamlit as st
+
+from imgcls import workspace
+from imgcls.ui import demo
+
+st.set_page_config(page_title="imgcls demo", page_icon="🖼️", layout="centered")
+
+
+def _nobody():
+    raise workspace.WorkspaceError("A demo visitor has no workspace.")
+
+
+workspace.set_resolver(_nobody)
+demo.show_demo(st.query_params.get(demo.QUERY))

@@ -1,0 +1,57 @@
+"""The demo-only server: a second Streamlit server whose one script (`demo_app.py`) shows published demos
+and nothing else, so visitors on the network reach no page of the workspace. Without sign-in the main app
+listens on 127.0.0.1 only and this server is what others open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import demo, runs, workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "demo_app.py"
+
+
+def _record() -> Path:
+    return workspace.server_root() / "demo-server.json"
+
+
+def _env() -> dict:
+    env = dict(os.environ, IMGCLS_HOME=str(workspace.server_root()))
+    env.pop("IMGCLS_SERVER_HOME", None)
+    return env
+
+
+def command(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> list[str]:
+    """The command line that serves the demos."""
+    return [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.port", str(port),
+            "--server.address", address, "--server.headless", "true"]
+
+
+def serve(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> int:
+    """Serve the demos in this process until it is stopped (the CLI's `serve-demo`)."""
+    workspace.atomic_write_json(_record(), {"pid": os.getpid(), "port": port, "address": address})
+    env = _env()
+    if hasattr(os, "execve"):  # the recorded pid becomes Streamlit's own
+        os.execve(sys.executable, command(port, address), env)
+    return subprocess.call(command(port, address), env=env, cwd=ROOT)
+
+
+def start(port: int = demo.DEMO_PORT) -> int:
+    """Start the demo server in the background (from the Publish panel); returns its pid."""
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls", "serve-demo", "--port", str(port)], cwd=ROOT,
+                            env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workspace.atomic_write_json(_record(), {"pid": proc.pid, "port": port, "address": "0.0.0.0"})
+    return proc.pid
+
+
+def status() -> dict | None:
+    """The running demo server's pid, port and address, or None."""
+    record = workspace.read_json(_record(), None)
+    if not record or not runs.pid_alive(record.get("pid")):
+        return None
+    return record

@@ -1,0 +1,78 @@
+"""The demo-only server in a real browser: a visitor with a link predicts, and reaches nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, _free_port, _idle, _wait_healthy, playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A workspace with a trained run whose demo is published, and a demo server for it."""
+    from imgcls import demo
+    from imgcls.train import TrainConfig, prepare_run, run
+    from test_train import SMALL, make_dataset
+
+    home = tmp_path_factory.mktemp("demo-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGCLS_HOME", str(home))
+        make_dataset(name="secret-holiday", per_class=10)
+        run_id = prepare_run(TrainConfig(dataset="secret-holiday", strategy="linear", epochs=5, **SMALL))
+        run(run_id, echo=lambda _: None)
+        token = demo.publish(run_id)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls", "serve-demo", "--port", str(port), "--address",
+                             "127.0.0.1"], cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(home)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield {"url": url, "token": token, "run": run_id, "home": home}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _visit(page, url: str) -> str:
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", level=1).first.wait_for(timeout=60_000)
+    _idle(page)
+    return page.inner_text("body")
+
+
+def test_a_visitor_predicts_with_the_link_and_reaches_nothing_else(published, tmp_path):
+    from test_train import _png
+
+    url, token, run_id = published["url"], published["token"], published["run"]
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_context().new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        body = _visit(page, f"{url}/?demo={token}")
+        assert "Try the classifier" in body and "Page not found" not in body
+        assert errors == []  # the link itself: no dialog, no failed request
+        photo = tmp_path / "red.png"
+        photo.write_bytes(_png((220, 40, 40), 99))
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(photo))
+        page.get_by_role("heading", name="red.png").wait_for(timeout=90_000)
+        _idle(page, 90)
+        answer = page.locator("[data-testid='stMarkdownContainer'] strong").filter(has_text="red")
+        assert answer.count() >= 1 and "red: " in page.inner_text("body")  # the answer and its bar
+        assert page.locator("[data-testid='stImage'] img").count() == 1  # the visitor's photo, shown back
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        for path in ("/", "/data", "/review", "/train", f"/evaluate?run={run_id}", f"/?run={run_id}",
+                     "/learn?dataset=secret-holiday", "/?demo=not-a-token", f"/review?demo={token}x"):
+            body = _visit(page, url + path)
+            assert "Demo not available" in body, path
+            assert "secret-holiday" not in body and run_id not in body and "Page not found" not in body, path
+            assert page.locator("[data-testid='stSidebarNav']").count() == 0, path
+        browser.close()
