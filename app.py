@@ -18,13 +18,15 @@ def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
 with preload.page_run():
     user = signin.enter()
     gate = demo.QUERY in st.query_params or "run" in st.query_params or (signin.auth_configured() and not user)
-    sections = {"": [_page(nav.HOME, default=True)], "Steps": [_page(p) for p in nav.STEPS],
+    # /demo stays routable, out of the menu: the address older demo links used (they now open nothing)
+    old_demo = st.Page(lambda: None, title="Demo", url_path="demo", visibility="hidden")
+    sections = {"": [_page(nav.HOME, default=True), old_demo], "Steps": [_page(p) for p in nav.STEPS],
                 "Learn": [_page(nav.LEARN)]}
     if signin.current_role() == "admin" and signin.auth_configured():
         sections["Server"] = [_page(nav.ADMIN)]
     # Every page stays routable (no "Page not found" for any address), but behind the gate none of them runs
     page = st.navigation(sections, position="hidden" if gate else "sidebar")
-    if demo.QUERY in st.query_params or "run" in st.query_params:
+    if demo.QUERY in st.query_params or "run" in st.query_params or page is old_demo:
         # a shared demo link: only that run's predict view, whatever else the address names
         demo.show_demo(st.query_params.get(demo.QUERY))
         st.stop()

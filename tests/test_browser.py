@@ -31,11 +31,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 60, log: Path | None = None) -> None:
+    """Until the server answers its health check; its output (piped, or the log file) if it exits first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early: {proc.stdout.read()}")
+            said = log.read_text(errors="replace")[-4000:] if log else proc.stdout.read()
+            raise RuntimeError(f"streamlit exited early: {said}")
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:

@@ -211,7 +211,7 @@ def show_label_safety(dataset: str, choices: list[dict], pipeline: dict | None, 
     else:
         _collect(key)
     measured = st.session_state.get(MEASURED)
-    if measured and json.loads(measured["key"])[0] == dataset:
+    if measured and json.loads(measured["key"])[:2] == [str(workspace.home()), dataset]:
         show_measurement(measured["result"], stale=measured["key"] != key)
 
 
