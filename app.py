@@ -22,8 +22,11 @@ with preload.page_run():
     old_demo = st.Page(lambda: None, title="Demo", url_path="demo", visibility="hidden")
     sections = {"": [_page(nav.HOME, default=True), old_demo], "Steps": [_page(p) for p in nav.STEPS],
                 "Learn": [_page(nav.LEARN)]}
-    if signin.current_role() == "admin" and signin.auth_configured():
-        sections["Server"] = [_page(nav.ADMIN)]
+    if signin.auth_configured():  # in the menu for admins; for anyone else its address says it is not theirs
+        admin = signin.current_role() == "admin"
+        admin_page = st.Page(nav.ADMIN.path, title=nav.ADMIN.title, icon=nav.ADMIN.icon,
+                       visibility="visible" if admin else "hidden")
+        sections.setdefault("Server" if admin else "", []).append(admin_page)
     # Every page stays routable (no "Page not found" for any address), but behind the gate none of them runs
     page = st.navigation(sections, position="hidden" if gate else "sidebar")
     if demo.QUERY in st.query_params or "run" in st.query_params or page is old_demo:

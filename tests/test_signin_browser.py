@@ -286,3 +286,13 @@ def test_an_unknown_demo_token_shows_a_plain_not_available_page(world):
     page = world.anonymous_page()
     _assert_not_available(page, f"{world.app.url}/?demo={secrets.token_urlsafe(24)}",
                           ["Try the classifier", *world.a.private])
+
+
+def test_the_admin_page_refuses_a_plain_user_in_plain_words(world):
+    page, url = world.b.page, f"{world.app.url}/admin"
+    with _shot_on_failure(page, url):
+        open_page(page, url)
+        text = app_text(page)
+        assert "This page is for the server's administrators" in text
+        assert "Page not found" not in text and world.a.name not in text and world.a.email not in text
+        assert page.get_by_role("link", name="Admin").count() == 0  # not in a plain user's menu
