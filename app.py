@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from imgcls.ui import demo, nav, preload, signin, state, widgets
+from imgcls.ui import demo, errors, nav, preload, signin, state, tidy, widgets
 
 # An emoji, drawn by the browser itself: a Material icon here is fetched from Google's font server, which
 # fails offline with an error on every page.
@@ -25,23 +25,26 @@ with preload.page_run():
     if signin.auth_configured():  # in the menu for admins; for anyone else its address says it is not theirs
         admin = signin.current_role() == "admin"
         admin_page = st.Page(nav.ADMIN.path, title=nav.ADMIN.title, icon=nav.ADMIN.icon,
-                       visibility="visible" if admin else "hidden")
+                             visibility="visible" if admin else "hidden")
         sections.setdefault("Server" if admin else "", []).append(admin_page)
     # Every page stays routable (no "Page not found" for any address), but behind the gate none of them runs
     page = st.navigation(sections, position="hidden" if gate else "sidebar")
     if demo.QUERY in st.query_params or "run" in st.query_params or page is old_demo:
         # a shared demo link: only that run's predict view, whatever else the address names
-        demo.show_demo(st.query_params.get(demo.QUERY))
+        with errors.page_errors("the demo"):
+            demo.show_demo(st.query_params.get(demo.QUERY))
         st.stop()
     if gate:
         signin.show_signin()
         st.stop()
 
     signin.show_exposure_warning()
+    tidy.tidy_once()  # what an import cut short by a crash left behind, removed at the first visit
     with st.sidebar:
         if user:
             signin.show_account(user)
         widgets.dataset_picker_controls("sidebar.dataset")
         widgets.show_step_flow(state.active_dataset())
 
-    page.run()
+    with errors.page_errors(page.title):  # a bug shows one sentence and an error id; the log has the rest
+        page.run()

@@ -7,7 +7,7 @@ own: a call that is not inside the demo's own run fails instead of reading anyth
 import streamlit as st
 
 from imgcls import workspace
-from imgcls.ui import demo
+from imgcls.ui import demo, errors
 
 st.set_page_config(page_title="imgcls demo", page_icon="🖼️", layout="centered")
 
@@ -17,4 +17,5 @@ def _nobody():
 
 
 workspace.set_resolver(_nobody)
-demo.show_demo(st.query_params.get(demo.QUERY))
+with errors.page_errors("the demo"):  # a bug shows one sentence and an error id; the log has the rest
+    demo.show_demo(st.query_params.get(demo.QUERY))

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from imgcls.ui import imports, state, teach, widgets
+from imgcls.ui.text import plain
 
 st.title("Data")
 widgets.show_flash()
@@ -18,7 +19,7 @@ if report:
 
 if active:
     widgets.show_last_import(active)
-    st.subheader(f"Overview of {active}")
+    st.subheader(f"Overview of {plain(active)}")
     widgets.show_overview(active)
     teach.show_concept("data-size")
     st.subheader("Images")

@@ -5,6 +5,7 @@ import streamlit as st
 
 from imgcls import runs
 from imgcls.ui import demo, eval_compare, eval_gallery, eval_predict, evaluating, nav, state, teach
+from imgcls.ui.text import plain
 
 st.title("Evaluate")
 dataset = state.active_dataset()
@@ -20,7 +21,7 @@ config = runs.read_config(run_id)
 split = st.session_state.get(evaluating.SPLIT, "val")
 tta = bool(st.session_state.get(evaluating.TTA, False))
 if config.get("dataset") != dataset:
-    st.caption(f"This run was trained on '{config.get('dataset')}', not on the active dataset.")
+    st.caption(f"This run was trained on '{plain(config.get('dataset'))}', not on the active dataset.")
 result = evaluating.result_controls(run_id, split, tta)
 results_tab, compare_tab, predict_tab, export_tab = st.tabs(
     ["Results", "Compare with another run", "Predict new images", "Export and share"])

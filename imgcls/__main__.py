@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import workspace
+from . import ranges, workspace
 
 
 def _print_progress(fraction: float, text: str) -> None:
@@ -313,9 +313,20 @@ def cmd_report(args) -> dict:
             "findings": len(report["findings"])}
 
 
+class Refused(Exception):
+    """A command line that argparse refuses (an unknown option, a number out of range)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose refusals reach main(), which says them in one plain line (exit code 2)."""
+
+    def error(self, message: str):
+        raise Refused(f"{message.rstrip('.')}. See: {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
-    parser = argparse.ArgumentParser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
+    parser = _Parser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("import", help="import a ZIP, a folder or sample:shapes / sample:digits")
@@ -324,10 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="CSV of filename,label[,split] for a ZIP of unsorted images")
     p.add_argument("--add", action="store_true", help="add to an existing dataset of that name")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--max-total-mb", type=int, default=4096, help="cap on the unpacked size")
-    p.add_argument("--max-files", type=int, default=200_000, help="cap on the number of files")
-    p.add_argument("--max-ratio", type=float, default=200.0, help="cap on a file's compression ratio")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="cap on pixels per image")
+    caps = {name: allowed.parse for name, allowed in ranges.IMPORT.items()}
+    p.add_argument("--max-total-mb", type=caps["max_total_mb"], default=4096, help="cap on the unpacked size")
+    p.add_argument("--max-files", type=caps["max_files"], default=200_000, help="cap on the number of files")
+    p.add_argument("--max-ratio", type=caps["max_ratio"], default=200.0, help="cap on a file's compression ratio")
+    p.add_argument("--max-pixels", type=caps["max_pixels"], default=40_000_000, help="cap on pixels per image")
     p.set_defaults(func=cmd_import)
 
     verbs.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
@@ -341,26 +353,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
     verbs.add_parser("backbones", help="list backbones").set_defaults(func=cmd_backbones)
 
+    train = {name: allowed.parse for name, allowed in ranges.TRAIN.items()}  # the ranges TrainConfig checks
     p = verbs.add_parser("train", help="train a classifier on a dataset")
     p.add_argument("--dataset", help="dataset name")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--strategy", default="linear", choices=["linear", "finetune", "full", "scratch"])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", help="learning rate, or 'auto' for the learning-rate finder")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--epochs", type=train["epochs"])
+    p.add_argument("--lr", type=ranges.lr_arg, help="learning rate, or 'auto' for the learning-rate finder")
+    p.add_argument("--batch-size", type=train["batch_size"])
+    p.add_argument("--img-size", type=train["img_size"])
     p.add_argument("--augment", default="saved",
                    help="saved (the dataset's pipeline, else light), none, light, medium, heavy, or a JSON/YAML file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=train["seed"], default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes (default: automatic)")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better validation loss")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--layer-decay", type=float, default=0.7, help="learning-rate factor per layer, top to bottom")
-    p.add_argument("--unfreeze", type=int, default=8, help="finetune: how many top layer groups learn")
-    p.add_argument("--head-epochs", type=int, default=30, help="finetune: epochs of the head-only stage")
+    p.add_argument("--workers", type=train["workers"], help="DataLoader worker processes (default: automatic)")
+    p.add_argument("--patience", type=train["patience"],
+                   help="early stopping: epochs without a better validation loss")
+    p.add_argument("--weight-decay", type=train["weight_decay"], default=0.05)
+    p.add_argument("--label-smoothing", type=train["label_smoothing"], default=0.1)
+    p.add_argument("--warmup-epochs", type=train["warmup_epochs"], default=1.0)
+    p.add_argument("--layer-decay", type=train["layer_decay"], default=0.7,
+                   help="learning-rate factor per layer, top to bottom")
+    p.add_argument("--unfreeze", type=train["unfreeze"], default=8, help="finetune: how many top layer groups learn")
+    p.add_argument("--head-epochs", type=train["head_epochs"], default=30,
+                   help="finetune: epochs of the head-only stage")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--lr-find", action="store_true", help="only run the learning-rate finder")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
@@ -383,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("images", nargs="+")
     p.add_argument("--csv", help="write the predictions to this CSV file")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--min-confidence", type=float, default=0.0, help="below this, the answer is 'not sure'")
+    p.add_argument("--top-k", type=ranges.PREDICT["top_k"].parse, default=3)
+    p.add_argument("--min-confidence", type=ranges.PREDICT["min_confidence"].parse, default=0.0,
+                   help="below this, the answer is 'not sure'")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
     p = verbs.add_parser("export", help="export a run: ONNX, TorchScript, safetensors, predict.py, goldens")
@@ -394,13 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("publish", help="share a run's predict view: prints the demo link")
     p.add_argument("run")
     p.add_argument("--base-url", help="the address others reach the demo server at, e.g. http://10.0.0.5:8502")
-    p.add_argument("--expires", type=float, metavar="DAYS", help="the link stops working after this many days")
+    p.add_argument("--expires", type=ranges.EXPIRES.parse, metavar="DAYS",
+                   help="the link stops working after this many days")
     p.set_defaults(func=cmd_publish)
     p = verbs.add_parser("unpublish", help="revoke a run's demo links")
     p.add_argument("run")
     p.set_defaults(func=cmd_unpublish)
     p = verbs.add_parser("serve-demo", help="serve published demos (and nothing else) to other machines")
-    p.add_argument("--port", type=int, default=8502)
+    p.add_argument("--port", type=ranges.PORT.parse, default=8502)
     p.add_argument("--address", default="0.0.0.0", help="the address to listen on (0.0.0.0: every network)")
     p.set_defaults(func=cmd_serve_demo)
     p = verbs.add_parser("stop", help="stop a training run")
@@ -411,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset name")
     p.add_argument("--mode", default="quick", choices=["quick", "thorough"],
                    help="quick: linear probes on cached features; thorough: real fine-tuning runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=train["seed"], default=0)
     p.add_argument("--id", help="experiment id: write config, status and result under experiments/ID")
     p.set_defaults(func=cmd_experiment)
     p = verbs.add_parser("health", help="check a dataset: wrong labels, copies, leaks, poor images")
@@ -430,22 +448,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run one verb; failures print one plain line and exit non-zero."""
-    args = build_parser().parse_args(argv)
+    """Run one verb; failures print one plain line and exit non-zero (2: the command line was refused)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except Refused as exc:  # nothing has run: no run folder, no dataset
+        return _fail(str(exc), "--json" in argv, 2)
     try:
         out = args.func(args)
     except KeyboardInterrupt:
         print("imgcls: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the CLI promises a one-line message, never a stack trace
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if args.json:
-            print(json.dumps({"error": message}, ensure_ascii=False))
-        print(f"imgcls: {message}", file=sys.stderr)
-        return 1
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, args.json, 1)
     if args.json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
         print(json.dumps(out, ensure_ascii=False))
     return 0
+
+
+def _fail(message: str, as_json: bool, code: int) -> int:
+    if as_json:
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    print(f"imgcls: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

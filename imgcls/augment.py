@@ -8,6 +8,8 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 
+from . import parsing
+
 PRESETS = ("none", "light", "medium", "heavy")
 
 
@@ -60,8 +62,13 @@ def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None) -> 
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"Unknown augmentation '{spec}': use none, light, medium, heavy or a pipeline file.")
+    try:  # size and nesting capped before the parse; YAML read by the safe loader
+        data = parsing.load_structured(parsing.read_file(path, parsing.MAX_PIPELINE_BYTES, "pipeline file"),
+                                       path.name)
+    except OSError as exc:
+        raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
     try:
-        loaded = A.load(str(path), data_format="yaml" if path.suffix in (".yaml", ".yml") else "json")
+        loaded = A.from_dict(data)
     except Exception as exc:  # albumentations raises many kinds of errors on a malformed file
         raise ValueError(f"{path.name} is not a valid augmentation pipeline ({exc}).")
     return _from_dict(_resize_crops(A.to_dict(loaded), img_size), seed)

@@ -6,18 +6,16 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from pathlib import Path
 
 import albumentations as A
 import numpy as np
 import yaml
 
-from . import augspec
+from . import augspec, parsing
 from .augment import build_pipeline, pipeline_to_dict, reseed
 from .imgcache import center_crop
 from .loops import fit_size
 
-MAX_UPLOAD_BYTES = 1_000_000  # a pipeline file is a few kB; anything bigger is not one
 
 
 def as_dict(pipeline_or_choices, img_size: int) -> dict:
@@ -187,25 +185,6 @@ def to_json(pipeline_dict: dict) -> str:
     return json.dumps(pipeline_dict, indent=2)
 
 
-def _parse(text: str, filename: str):
-    yaml_file = Path(filename).suffix.lower() in (".yaml", ".yml")
-    if not yaml_file:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            if Path(filename).suffix.lower() == ".json":
-                raise ValueError(f"{filename} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
-    try:
-        # Anchors and aliases can make a tiny file expand enormously; a pipeline never needs them.
-        if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise ValueError(f"{filename} uses YAML aliases, which a pipeline file does not need.")
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ValueError(f"{filename} is neither valid JSON nor valid YAML{where}.") from None
-
-
 def _plain_error(exc: Exception) -> str:
     """albumentations' own message without pydantic's bookkeeping ('1 validation error for …', '[type=…]')."""
     text = augspec.plain_validation_error(exc)
@@ -216,13 +195,7 @@ def _plain_error(exc: Exception) -> str:
 
 def from_upload(data: bytes, filename: str) -> dict:
     """A pipeline file (albumentations JSON or YAML) as its dict; a plain ValueError if it is not one."""
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{filename} is {len(data) / 1e6:.1f} MB: too big for a pipeline file.")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{filename} is not a text file: upload the JSON or YAML saved from this page.") from None
-    loaded = _parse(text, filename)
+    loaded = parsing.load_structured(data, filename)  # size and nesting refused before anything is parsed
     if isinstance(loaded, dict) and "transform" not in loaded and "__class_fullname__" in loaded:
         loaded = {"transform": loaded}  # a bare Compose, as some tools write it
     if not (isinstance(loaded, dict) and isinstance(loaded.get("transform"), dict)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 import zipfile
 import zlib
 from collections import Counter
@@ -16,12 +15,14 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from . import access, quotas, samples, workspace
+from . import access, archive, leftovers, names, quotas, samples, workspace
 from .images import ImageProblem, inspect, is_image_name
+from .trailing import without_trailing
 from .sources import (Entry, ImportLimits, Listing, SourceError, list_folder,
                       list_memory, list_zip, open_zip, read_label_csv)
-from .layout import Target, place_by_csv, place_by_folders
+from .layout import Target, place_by_csv, place_by_folders, target_for
 from .splits import DEFAULT_RATIOS, assign_splits
+from .leftovers import CleanupReport, clean_leftovers  # noqa: F401 - data.clean_leftovers() for the app
 
 Progress = Callable[[float, str], None]
 EXTENSION_FOR = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "DIB": ".bmp",
@@ -100,7 +101,9 @@ class _Importer:
         if not is_image_name(entry.name):
             return self.skip(entry.name, *_why_not_image(entry.name))
         try:
-            data = _read(entry)
+            # what is stored, hashed and exported ends where the image does: a ZIP appended to a JPEG
+            # is not kept (trailing.py says how each format's end is found)
+            data = without_trailing(_read(entry))
             digest = hashlib.sha256(data).hexdigest()
             if digest in self.seen:
                 first, first_label = self.seen[digest]
@@ -118,8 +121,9 @@ class _Importer:
             dest.write_bytes(data)
             self.written.append(dest)
         self.rows.append({"path": rel, "label": target.label, "split": target.split, "hash": digest,
-                          "width": info.width, "height": info.height, "excluded": False,
-                          "source": entry.name, "format": info.format, "bytes": len(data), "note": ""})
+                          "width": info.width, "height": info.height, "excluded": bool(target.excluded),
+                          "source": target.source or entry.name, "format": info.format, "bytes": len(data),
+                          "note": target.note or ""})
 
 
 def _finish_rows(rows: list[dict], old: pd.DataFrame | None, seed: int, ratios) -> tuple[pd.DataFrame, list]:
@@ -165,6 +169,7 @@ def import_listing(listing: Listing, name: str, source: str, *, places: dict[str
         name = workspace.check_name(name)
     except workspace.WorkspaceError as exc:
         raise ImportFailed(str(exc))
+    leftovers.clean_before_import()  # what an interrupted import left goes first
     with workspace.dataset_lock(name):  # two imports into one dataset never overwrite each other's rows
         return _import_locked(listing, name, source, places, label, add, seed, ratios, limits, progress,
                               started, repeat or {})
@@ -177,13 +182,13 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
         raise ImportFailed(f"A dataset named '{name}' already exists: choose another name, or add to it.")
     old = workspace.read_manifest(final) if exists else None
     places = places if places is not None else place_by_folders([e.name for e in listing.entries])
-    targets = [Target(label=label.strip()) if label else places.get(entry.name, Target(
+    targets = [target_for(label, "") if label else places.get(entry.name, Target(
         reason="unsupported format", detail=_why_not_image(entry.name)[1])) for entry in listing.entries]
     # every placed image file counts: duplicates and unreadable files are only found by reading them
     quotas.check_import(name, not exists, [e.size for e, t in zip(listing.entries, targets)
                                            if not t.reason and is_image_name(e.name)])
-    folder = final if exists else workspace.datasets_dir() / f".import-{uuid.uuid4().hex[:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
+    claim = leftovers.claim_import(name, adding=exists)  # held while this runs: a cleanup leaves its files be
+    folder = final if exists else claim.folder
     report = ImportReport(name=name, source=source, ignored=listing.ignored, skipped_files=list(listing.skipped),
                           repeat={**repeat, "seed": seed, "ratios": list(ratios),
                                                 "time": workspace.now()} if repeat else {})
@@ -191,6 +196,7 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
     importer = _Importer(folder, report, limits, known)
     total = max(len(listing.entries), 1)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         for i, (entry, target) in enumerate(zip(listing.entries, targets)):
             importer.add(entry, target)
             if progress and (i % 8 == 0 or i + 1 == total):
@@ -212,6 +218,8 @@ def _import_locked(listing, name, source, places, label, add, seed, ratios, limi
         for path in importer.written:
             path.unlink(missing_ok=True)
         raise
+    finally:
+        claim.release()
     quotas.forget()  # the workspace grew: the next disk check measures it again
     return report
 
@@ -230,9 +238,8 @@ def import_zip(src, name: str, *, label_csv: bytes | None = None, source: str | 
     try:
         with open_zip(src, source) as zf:
             listing = list_zip(zf, limits, source)
-            places = None
-            if label_csv is not None:
-                places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
+            places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv)) \
+                if label_csv is not None else archive.place_exported(listing)  # an export imports back as it was
             return import_listing(listing, name, source, places=places, limits=limits,
                                   repeat=_repeat("import_zip", src, label_csv), **kw)
     except SourceError as exc:
@@ -247,9 +254,8 @@ def import_folder(path, name: str, *, label_csv: bytes | None = None, limits: Im
     try:
         folder = access.check_import_folder(path, signed_in)  # before anything in it is read
         listing = list_folder(folder, limits)
-        places = None
-        if label_csv is not None:
-            places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv))
+        places = place_by_csv([e.name for e in listing.entries], read_label_csv(label_csv)) \
+            if label_csv is not None else archive.place_exported(listing)  # an export imports back as it was
     except (SourceError, workspace.WorkspaceError) as exc:
         raise ImportFailed(str(exc))
     return import_listing(listing, name, str(path), places=places, limits=limits,
@@ -258,9 +264,10 @@ def import_folder(path, name: str, *, label_csv: bytes | None = None, limits: Im
 
 def import_files(files: Iterable[tuple[str, bytes]], name: str, label: str, **kw) -> ImportReport:
     """Add loose images (uploads or webcam shots) to one class, creating the dataset if needed."""
-    label = (label or "").strip()
-    if not label or "/" in label or label.startswith("."):
-        raise ImportFailed(f"'{label}' cannot be a class name: use a short name without '/'.")
+    try:
+        label = names.check_class_name(label)
+    except names.NameRefused as exc:
+        raise ImportFailed(str(exc))
     add = workspace.dataset_exists(name)
     return import_listing(list_memory(files), name, f"uploads to '{label}'", label=label, add=add, **kw)
 

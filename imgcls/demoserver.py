@@ -13,6 +13,9 @@ from . import demo, runs, workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demo_app.py"
+# Per uploaded file, in MB: a phone photo is 2-12 MB. The demo server refuses bigger uploads before it keeps
+# them in memory; the demo view (imgcls.ui.demo) refuses them too when the app itself serves a demo.
+MAX_UPLOAD_MB = 20
 
 
 def _record() -> Path:
@@ -26,9 +29,17 @@ def _env() -> dict:
 
 
 def command(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> list[str]:
-    """The command line that serves the demos."""
+    """The command line that serves the demos.
+
+    The settings a public server must have are given here rather than only in .streamlit/config.toml: the
+    demo server's upload limit differs from the app's, and these hold even where that file is not read
+    (an installed copy without it, an operator's own config elsewhere)."""
     return [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.port", str(port),
-            "--server.address", address, "--server.headless", "true"]
+            "--server.address", address, "--server.headless", "true",
+            "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+            "--client.showErrorDetails", "none",  # visitors see no traceback or server path
+            "--browser.gatherUsageStats", "false",  # the page sends nothing to any other server
+            "--server.fileWatcherType", "none"]  # nobody edits the code under a running demo server
 
 
 def serve(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> int:

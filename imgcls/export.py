@@ -16,7 +16,7 @@ from . import runnames, runs, workspace
 from .images import decode
 from .imgcache import cache_size, to_tensor
 from .predict import Predictor, prepare
-from .markdown import plain  # the one Markdown escape: the model card is Markdown too
+from .markdown import code, plain  # the one Markdown escape: the model card is Markdown too
 
 TEMPLATE = Path(__file__).with_name("templates") / "predict_standalone.py"
 GOLDENS = 4
@@ -78,14 +78,15 @@ def _model_card(run_id: str, config: dict) -> str:
     name, classes = plain(runnames.display_name(run_id, config)), ", ".join(plain(c) for c in config["classes"])
     acc, loss = (result.get(k) if isinstance(result.get(k), (int, float)) else float("nan")
                  for k in ("val_accuracy", "val_loss"))
-    stopped = f"- **Training**: {runs.stopped_summary(config, status)}\n" if runs.stopped_early(status) else ""
+    stopped = (f"- **Training**: {plain(runs.stopped_summary(config, status))}\n"
+               if runs.stopped_early(status) else "")
     images = config["images"]
     return f"""# Model card: {name}
 
-- **Run**: `{run_id}` (its id in the app and on the command line)
+- **Run**: {code(run_id)} (its id in the app and on the command line)
 {stopped}- **What it does**: sorts an image into one of {len(config['classes'])} classes: {classes}.
-- **How it was made**: {config['backbone']} pretrained on ImageNet, strategy `{config['strategy']}`, on the
-  dataset {plain(config['dataset'])} ({images.get('train', '?')} training and {images.get('val', '?')} validation
+- **How it was made**: {plain(config['backbone'])} pretrained on ImageNet, strategy {code(config['strategy'])},
+  on the dataset {plain(config['dataset'])} ({images.get('train', '?')} training and {images.get('val', '?')} validation
   images), {config['img_size']} px inputs.
 - **How well it does**: validation accuracy {acc:.3f}, validation loss {loss:.3f} (measured on the dataset's own
   validation split).
@@ -118,7 +119,7 @@ def export_run(run_id: str, out_dir: str | Path, predictor: Predictor | None = N
         (staging / "preprocessing.json").write_text(json.dumps(preprocessing(config), indent=2))
         _save_traced(predictor, config, _goldens(predictor, config, staging), staging)
         shutil.copy2(TEMPLATE, staging / "predict.py")
-        (staging / "MODEL_CARD.md").write_text(_model_card(run_id, config))
+        (staging / "MODEL_CARD.md").write_text(_model_card(run_id, config), encoding="utf-8")
         staging.rename(out)  # whole or not at all
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,25 +1,26 @@
 """Edits to a dataset's annotations, each one recorded in an append-only journal so it can be undone.
 
 An edit changes one manifest field (label, excluded, split or note) for a set of images. It is made
-under the dataset's lock: the manifest is read fresh, changed and written atomically, then the edit is
-appended to `journal.jsonl`. Two tabs or processes editing at once are serialised, so neither loses
-the other's work. Undo and redo are journal entries too; undo restores an image only where its value
-is still the one the edit set, so it never overwrites a later edit made elsewhere.
+under the dataset's lock: the manifest is read fresh and changed, and the edit and its journal entry are
+saved together or not at all (`imgcls.editlog`: a crash between the two writes is settled by the next
+reader). Two tabs or processes editing at once are serialised, so neither loses the other's work, and an
+edit made on what a page showed is refused when another edit has changed those images since. Undo and
+redo are journal entries too; undo restores an image only where its value is still the one the edit set,
+so it never overwrites a later edit made elsewhere.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from . import workspace
+from . import editlog, stale, workspace
+from .editlog import plain as _plain
+from .editlog import same as _same
 from .workspace import WorkspaceError
 
 FIELDS = {"relabel": "label", "exclude": "excluded", "restore": "excluded", "move": "split", "note": "note"}
@@ -28,7 +29,8 @@ MAX_NOTE = 500
 
 
 class EditRefused(WorkspaceError):
-    """An edit that cannot be made (an empty or invalid class name, an unknown split …)."""
+    """An edit that cannot be made (an empty or invalid class name, an unknown split, images changed since
+    the page showed them …)."""
 
 
 @dataclass
@@ -64,15 +66,13 @@ def _count(n: int) -> str:
 
 
 def check_label(label) -> str:
-    """A cleaned class name, or EditRefused saying why it cannot be one."""
-    text = unicodedata.normalize("NFC", str(label if label is not None else "")).strip()
-    if not text:
-        raise EditRefused("A class needs a name: the new label is empty.")
-    if len(text) > MAX_LABEL:
-        raise EditRefused(f"'{text[:20]}…' is too long for a class name (at most {MAX_LABEL} characters).")
-    if text in (".", "..") or any(c in text for c in "/\\") or any(unicodedata.category(c)[0] == "C" for c in text):
-        raise EditRefused(f"'{text}' cannot be a class name: leave out slashes and control characters.")
-    return text
+    """A cleaned class name, or EditRefused saying why it cannot be one (the rule is names.check_class_name)."""
+    from . import names
+
+    try:
+        return names.check_class_name(label)
+    except names.NameRefused as exc:
+        raise EditRefused(str(exc)) from None
 
 
 def _value(action: str, value):
@@ -94,22 +94,19 @@ def _value(action: str, value):
 
 def journal_path(name: str) -> Path:
     """The dataset's journal file."""
-    return workspace.dataset_dir(name) / "journal.jsonl"
+    return editlog.journal_path(name)
 
 
 def history(name: str) -> list[dict]:
-    """Every journal entry, oldest first (a torn last line from a crash is ignored)."""
-    return workspace.read_jsonl(journal_path(name))
+    """Every journal entry, oldest first; an edit a crash left half made is settled first."""
+    editlog.settle(name)
+    return editlog.entries(name)
 
 
-def _append(name: str, entry: dict) -> None:
-    path = journal_path(name)
-    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with open(path, "a", encoding="utf-8") as fh:
-        # a line torn by a crash is closed first, so it cannot swallow this entry
-        fh.write(("\n" if torn else "") + json.dumps(entry, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def recover(name: str) -> None:
+    """Bring the manifest up to the journal after a crash between their writes (see imgcls.editlog); every
+    read of the manifest or the journal does this itself first."""
+    editlog.settle(name)
 
 
 def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
@@ -138,8 +135,11 @@ def _apply(df: pd.DataFrame, col: str, changes: dict[str, object]) -> None:
         df.at[index[path], col] = value
 
 
-def edit(name: str, action: str, paths, value=None, *, source: str = "review") -> EditResult:
-    """Apply one edit (relabel, exclude, restore, move, note) to the images at `paths`."""
+def edit(name: str, action: str, paths, value=None, *, source: str = "review", expect=None) -> EditResult:
+    """Apply one edit (relabel, exclude, restore, move, note) to the images at `paths`.
+
+    With `expect` (path → the value of the edited field the page showed), refuse the whole edit with
+    EditRefused when one of those images holds another value now: changed in another tab meanwhile."""
     if action not in FIELDS:
         raise EditRefused(f"Unknown edit '{action}'.")
     value, col = _value(action, value), FIELDS[action]
@@ -147,8 +147,14 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review") -
     with workspace.dataset_lock(name):
         df = workspace.read_manifest(name)
         current = dict(zip(df["path"], df[col]))
+        wanted = list(dict.fromkeys(str(p) for p in paths))
+        edited = set(wanted)
+        shown = {str(p): v for p, v in (expect or {}).items() if str(p) in edited}
+        refusal = stale.refusal(name, df, col, shown)
+        if refusal:
+            raise EditRefused(refusal)
         changes = []
-        for path in dict.fromkeys(str(p) for p in paths):
+        for path in wanted:
             if path not in current:
                 result.missing.append(path)
             elif _same(current[path], value):
@@ -157,33 +163,19 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review") -
                 changes.append({"path": path, "before": _plain(current[path]), "after": value})
                 result.changed.append(path)
         if changes:
-            # the journal first: after a crash between the two writes, undo finds the manifest unchanged and
-            # skips the images, whereas a changed manifest without its entry could never be undone
-            result.entry = _next_id(name)
-            _append(name, {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
-                           "source": source, "changes": changes})
+            result.entry = _next_id(editlog.entries(name))
+            entry = {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
+                     "source": source, "changes": changes}
             _apply(df, col, {c["path"]: value for c in changes})
-            workspace.write_manifest(workspace.dataset_dir(name), df)
+            editlog.commit(name, entry, df, f"this edit ({describe(entry)})")
     return result
-
-
-def _same(a, b) -> bool:
-    return _plain(a) == _plain(b)
-
-
-def _plain(v):
-    """Manifest values as JSON-friendly Python (numpy bools → bool)."""
-    if hasattr(v, "item"):
-        v = v.item()
-    return v
 
 
 def _now() -> str:
     return workspace.now()
 
 
-def _next_id(name: str) -> int:
-    entries = history(name)
+def _next_id(entries: list[dict]) -> int:
     return (max(e.get("id", 0) for e in entries) + 1) if entries else 1
 
 
@@ -191,7 +183,8 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
     """Undo or redo the next edit in line; None when there is nothing to do."""
     result = EditResult(kind)
     with workspace.dataset_lock(name):
-        entries = history(name)
+        df = workspace.read_manifest(name)  # settled first: the journal below is the one the manifest follows
+        entries = editlog.entries(name)
         done, undone = _stacks(entries)
         stack = done if kind == "undo" else undone
         if not stack:
@@ -201,7 +194,6 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
             raise EditRefused(f"Another edit was made meanwhile (in another tab?): {kind} would now "
                               f"{kind} '{describe(target)}'. Press {kind.capitalize()} again if that is what you want.")
         col = target["field"]
-        df = workspace.read_manifest(name)
         current = dict(zip(df["path"], df[col]))
         want, have = ("before", "after") if kind == "undo" else ("after", "before")
         changes = []
@@ -215,10 +207,10 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
                 result.changed.append(c["path"])
         if changes:
             _apply(df, col, {c["path"]: c["after"] for c in changes})
-            workspace.write_manifest(workspace.dataset_dir(name), df)
-        result.entry = _next_id(name)
-        _append(name, {"id": result.entry, "time": _now(), "action": kind, "target": target["id"],
-                       "field": col, "source": "review", "changes": changes})
+        result.entry = _next_id(entries)
+        entry = {"id": result.entry, "time": _now(), "action": kind, "target": target["id"], "field": col,
+                 "source": "review", "changes": changes}
+        editlog.commit(name, entry, df if changes else None, f"this {kind} ({describe(target)})")
     return result
 
 
@@ -281,16 +273,17 @@ def purge_excluded(name: str, paths=None) -> EditResult:
         if gone.empty:
             return result
         kept = df[~drop].reset_index(drop=True)
-        workspace.write_manifest(folder, kept)
+        result.changed = list(gone["path"])
+        result.entry = _next_id(editlog.entries(name))
+        entry = {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded", "source": "review",
+                 "changes": [{"path": p, "before": True, "after": None} for p in result.changed]}
         still_used = set(kept["path"])
-        for path in gone["path"]:
-            if path not in still_used:
-                (folder / path).unlink(missing_ok=True)
-            result.changed.append(path)
-        result.entry = _next_id(name)
-        _append(name, {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded",
-                       "source": "review", "changes": [{"path": p, "before": True, "after": None}
-                                                       for p in result.changed]})
+
+        def remove_files():  # only once the manifest no longer lists them
+            for path in result.changed:
+                if path not in still_used:
+                    (folder / path).unlink(missing_ok=True)
+        editlog.commit(name, entry, kept, f"the deletion of {_count(len(result.changed))}", then=remove_files)
     return result
 
 

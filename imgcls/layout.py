@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import is_image_name
+from .names import NameRefused, check_class_name
 from .sources import clean_parts
 from .splits import normalise_split
 
@@ -19,6 +20,18 @@ class Target:
     split: str = ""
     reason: str = ""
     detail: str = ""
+    # from an exported dataset's manifest: kept as they were, so it imports back as it was
+    excluded: bool = False
+    note: str = ""
+    source: str = ""
+
+
+def target_for(label: str, split: str, **kept) -> Target:
+    """The target for a class name, or a skip saying why the name is refused (names.check_class_name)."""
+    try:
+        return Target(label=check_class_name(label), split=split, **kept)
+    except NameRefused as exc:
+        return Target(reason="refused class name", detail=str(exc))
 
 
 def _strip_wrapper(parts: list[list[str]]) -> list[list[str]]:
@@ -52,7 +65,7 @@ def place_by_folders(names: list[str]) -> dict[str, Target]:
             out[name] = Target(reason="not in a class folder",
                                 detail="put each image in a folder named after its class")
         else:
-            out[name] = Target(label=parts[0].strip(), split=split or "")
+            out[name] = target_for(parts[0], split or "")
     return out
 
 
@@ -70,7 +83,8 @@ def place_by_csv(names: list[str], rows: list[dict]) -> dict[str, Target]:
             out[name] = Target(reason="unknown split",
                                detail=f"the CSV's split '{row['split']}' is not train, val or test")
         else:
-            out[name] = Target(label=row["label"], split=normalise_split(row["split"]) or "")
+            kept = {k: row[k] for k in ("excluded", "note", "source") if row.get(k)}
+            out[name] = target_for(row["label"], normalise_split(row["split"]) or "", **kept)
     return out
 
 

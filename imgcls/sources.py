@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import parsing, zipread
 from .images import DEFAULT_MAX_PIXELS
 
 ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"}
+FILE_COLUMNS = ("filename", "file", "path", "image")  # a header row starts with one of these
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 # Below this size a member cannot hurt whatever it compresses to; flat BMP/TIFF images deflate
 # hundreds of times, so the ratio cap only applies to members bigger than this.
@@ -122,8 +124,14 @@ def _check_member(info: zipfile.ZipInfo, limits: ImportLimits) -> tuple[str, str
     return None
 
 
-def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
-    return lambda: zf.read(info)
+def _zip_reader(reader: zipread.MemberReader, info: zipfile.ZipInfo) -> Callable[[], bytes]:
+    """Inflate the member in chunks, counted by the bytes it really gives (not what the directory says)."""
+    def read() -> bytes:
+        try:
+            return reader.read(info)
+        except zipread.ArchiveRefused as exc:  # over the budget of the whole import
+            raise SourceError(str(exc)) from None
+    return read
 
 
 def list_zip(zf: zipfile.ZipFile, limits: ImportLimits, label: str = "archive") -> Listing:
@@ -131,6 +139,10 @@ def list_zip(zf: zipfile.ZipFile, limits: ImportLimits, label: str = "archive") 
     infos = [i for i in zf.infolist() if not i.is_dir()]
     if len(infos) > limits.max_files:
         raise SourceError(f"{label} holds {len(infos):,} files, over the limit of {limits.max_files:,}.")
+    try:
+        reader = zipread.MemberReader(zf, limits, label, zipread.data_starts(zf, label), RATIO_FLOOR_BYTES)
+    except zipread.ArchiveRefused as exc:
+        raise SourceError(str(exc)) from None
     listing = Listing()
     total = 0
     for info in infos:
@@ -143,7 +155,7 @@ def list_zip(zf: zipfile.ZipFile, limits: ImportLimits, label: str = "archive") 
             listing.skip(info.filename, *problem)
             continue
         total += info.file_size
-        listing.entries.append(Entry("/".join(parts), info.file_size, _zip_reader(zf, info)))
+        listing.entries.append(Entry("/".join(parts), info.file_size, _zip_reader(reader, info)))
     if total > limits.max_total_bytes:
         raise SourceError(
             f"{label} would unpack to {total:,} bytes, over the limit of {limits.max_total_bytes:,} "
@@ -238,21 +250,59 @@ def list_memory(files: Iterable[tuple[str, bytes]]) -> Listing:
     return listing
 
 
-def read_label_csv(data: bytes, label: str = "CSV") -> list[dict]:
-    """Rows of filename,label[,split] from CSV bytes; a header row is optional."""
+def _csv_columns(header: list[str]) -> dict[str, int] | None:
+    """Column positions named by a header row, or None when the first row is data (filename,label[,split])."""
+    names = [c.strip().lower() for c in header]
+    if not names or names[0] not in FILE_COLUMNS:
+        return None
+    cols = {"file": 0, "label": 1, "split": 2}
+    for i, col in enumerate(names):  # a dataset export's manifest.csv also keeps notes, exclusions, sources
+        if col in ("label", "split", "excluded", "note", "source"):
+            cols[col] = i
+    return cols
+
+
+def _cell(row: list[str], cols: dict[str, int], key: str) -> str:
+    i = cols.get(key)
+    return row[i] if i is not None and i < len(row) else ""
+
+
+def _csv_rows(data: bytes, label: str, max_rows: int) -> list[list[str]]:
+    """The non-empty rows of CSV bytes, refused over the size and row caps or when the csv module cannot
+    read them (a field over its 128 kB limit, a NUL byte)."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SourceError(f"{label} is not UTF-8 text.")
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    if rows and rows[0] and rows[0][0].strip().lower() in ("filename", "file", "path", "image"):
-        rows = rows[1:]
+        text = parsing.read_text(data, label, parsing.MAX_CSV_BYTES, "label CSV")
+    except parsing.ParseRefused as exc:
+        raise SourceError(str(exc)) from None
+    rows = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for row in reader:
+            if any(c.strip() for c in row):
+                rows.append(row)
+            if len(rows) > max_rows + 1:  # one more for a header row
+                raise SourceError(f"{label} has more than {max_rows:,} rows, the most one import can use.")
+    except csv.Error as exc:
+        raise SourceError(f"{label}, line {reader.line_num}: not readable as CSV ({exc}).") from None
+    return rows
+
+
+def read_label_csv(data: bytes, label: str = "CSV", max_rows: int = ImportLimits.max_files) -> list[dict]:
+    """Rows of filename,label[,split] from CSV bytes; a header row is optional, and with one the columns
+    excluded, note and source (as a dataset export writes them) are read too."""
+    rows = _csv_rows(data, label, max_rows)
+    cols = _csv_columns(rows[0]) if rows else None
+    rows = rows[1:] if cols else rows
+    cols = cols or {"file": 0, "label": 1, "split": 2}
     out = []
     for number, row in enumerate(rows, start=1):
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+        # the label is kept as written: the import checks it (names.check_class_name) and skips a refused one
+        file, name = _cell(row, cols, "file").strip(), _cell(row, cols, "label")
+        if len(row) < 2 or not file or not name.strip():
             raise SourceError(f"{label}, row {number}: expected 'filename,label[,split]', got {row!r}.")
-        split = row[2].strip() if len(row) > 2 else ""
-        out.append({"file": row[0].strip(), "label": row[1].strip(), "split": split})
+        out.append({"file": file, "label": name, "split": _cell(row, cols, "split").strip(),
+                    "excluded": _cell(row, cols, "excluded").strip().lower() in ("true", "1"),
+                    "note": _cell(row, cols, "note"), "source": _cell(row, cols, "source")})
     if not out:
         raise SourceError(f"{label} has no rows of filename,label.")
     return out

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from . import dist, imgcache, jobs, runnames, runs, versions, workspace
+from . import dist, imgcache, jobs, ranges, runnames, runs, versions, workspace
 from .augment import build_pipeline, pipeline_to_dict, resolve_augment
 from .evaluate import evaluate_quietly
 from .heads import HEAD_UNIT, fit_head, head_lr_find_run
@@ -70,6 +71,23 @@ class TrainConfig:
     workers: int | None = None
     threads: int | None = None  # CPU threads (None: every core this process may use); results depend on it
     task: str = "train"  # or "lr_find": only sweep the learning rate and suggest one
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a number outside its range with TrainError, in the words the command line uses too."""
+        for name, allowed in ranges.TRAIN.items():
+            value = getattr(self, name)
+            if value is None or (name == "lr" and value in ("", "auto")):
+                continue  # the strategy's default, or the learning-rate finder
+            if name == "lr" and isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = float(value)
+            try:
+                setattr(self, name, allowed.check(value))
+            except ranges.OutOfRange as exc:
+                raise TrainError(str(exc)) from None
 
     def resolved(self) -> "TrainConfig":
         """A copy with the strategy's defaults filled in."""
@@ -211,19 +229,25 @@ def prepare_run(config: TrainConfig) -> str:
     run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)
     folder.mkdir(parents=True)
-    # the run's own copy of its rows: it trains on exactly this version even if the dataset is edited before
-    # it starts, and is evaluated and reproduced on it afterwards
-    versions.save_run_rows(run_id, df)
-    saved = dataclasses.asdict(cfg) | {
-        "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id stays the key
-        "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
-        "augment_pipeline": pipeline_to_dict(pipeline), "weights": _weights_id(cfg),
-        "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
-        "dataset_version": version,
-    }
-    workspace.atomic_write_json(folder / "config.json", saved)
-    runs.write_status(run_id, state="queued", created=time.time(), device=cfg.device, progress=0.0,
-                      message="Waiting to start")
+    try:
+        # the run's own copy of its rows: it trains on exactly this version even if the dataset is edited
+        # before it starts, and is evaluated and reproduced on it afterwards
+        versions.save_run_rows(run_id, df)
+        saved = dataclasses.asdict(cfg) | {
+            "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id is the key
+            "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
+            "augment_pipeline": pipeline_to_dict(pipeline), "weights": _weights_id(cfg),
+            "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
+            "dataset_version": version,
+        }
+        workspace.atomic_write_json(folder / "config.json", saved)
+        runs.write_status(run_id, state="queued", created=time.time(), device=cfg.device, progress=0.0,
+                          message="Waiting to start")
+    except BaseException as exc:  # a full disk, most likely: no half-made run is left behind
+        shutil.rmtree(folder, ignore_errors=True)
+        if workspace.is_disk_full(exc):
+            raise workspace.DiskFull(f"the new run of '{cfg.dataset}'") from exc
+        raise
     return run_id
 
 

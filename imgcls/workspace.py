@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import errno
 import functools
 import fcntl
 import json
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -32,6 +34,48 @@ _NAME_RE = re.compile(r"^[\w][\w .+-]{0,63}$", re.UNICODE)
 
 class WorkspaceError(Exception):
     """A workspace operation that cannot go ahead, with a plain message."""
+
+
+class DiskFull(WorkspaceError):
+    """The disk (or this account's disk quota) is full: a file could not be saved and was left as it was."""
+
+    def __init__(self, what: str):
+        self.what = what
+        super().__init__(f"The disk is full: could not save {what}; nothing was changed. Free some space "
+                         "(delete runs, datasets or exports you no longer need) and try again.")
+
+    def __reduce__(self):  # rebuilt from `what`, not from the whole sentence
+        return type(self), (self.what,)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error is a full disk or an exceeded disk quota."""
+    return isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in _FULL)
+
+
+@contextlib.contextmanager
+def saving(what):
+    """Turn a full disk met in the block into DiskFull naming `what` (text, or a function giving it, asked
+    only then); other errors pass unchanged."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise DiskFull(what() if callable(what) else what) from exc
+        raise
+
+
+def _shown(path: Path) -> str:
+    """A file as the user knows it: its path inside the workspace, quoted."""
+    try:
+        return f"'{Path(path).resolve().relative_to(home()).as_posix()}'"
+    except (ValueError, OSError, WorkspaceError):
+        return f"'{Path(path).name}'"
 
 
 # The workspace chosen explicitly for this thread or task (`use`), and the app's per-session resolver.
@@ -169,18 +213,21 @@ def dataset_exists(name: str) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so readers see either the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a file so readers see either the old or the new content, never half of it (DiskFull when the
+    disk is full: the old content stays)."""
+    path = Path(path)
+    with saving(lambda: _shown(path)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -227,8 +274,21 @@ def write_manifest(folder: Path, df: pd.DataFrame) -> None:
 
 
 def read_manifest(name_or_folder) -> pd.DataFrame:
-    """Load a dataset's manifest (labels kept as text, even '0'…'9')."""
+    """Load a dataset's manifest (labels kept as text, even '0'…'9'), with every edit its journal holds."""
     folder = Path(name_or_folder) if isinstance(name_or_folder, Path) else dataset_dir(name_or_folder)
+    if (folder / "journal.jsonl").exists() and folder.parent == datasets_dir():
+        from . import editlog  # imported here: it imports this module
+
+        # a crash between an edit's journal entry and its manifest write is settled before anyone reads
+        settled = editlog.settle(folder.name)
+        if settled is not None:
+            return settled
+    return load_manifest_file(folder)
+
+
+def load_manifest_file(folder: Path) -> pd.DataFrame:
+    """A manifest exactly as stored in `folder` (read_manifest also brings a dataset's up to its journal)."""
+    folder = Path(folder)
     path = folder / "manifest.csv"
     if not path.exists():
         raise WorkspaceError(f"There is no dataset '{folder.name}' in the workspace.")
@@ -245,18 +305,50 @@ def read_manifest(name_or_folder) -> pd.DataFrame:
     return df
 
 
+_HELD = threading.local()  # lock files this thread holds → how many blocks hold them
+
+
+@contextlib.contextmanager
+def _flock(path: Path, wait: bool = True):
+    """Hold the lock file at `path`, yielding True; with wait=False yield False at once when another holds it.
+    Re-entrant in one thread: a block nested in another holding the same lock passes (flock would wait on
+    itself)."""
+    held = _HELD.__dict__.setdefault("counts", {})
+    key = str(path)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield True
+        finally:
+            held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        held[key] = 1
+        try:
+            yield True
+        finally:
+            del held[key]
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def file_lock(name: str, root: Path | None = None):
     """Hold the workspace lock `locks/<name>` across threads and processes (the kernel frees it on a crash);
     `root` names another workspace folder than the current one (the server's, for server-wide files)."""
-    path = (root or home()) / "locks" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with _flock((root or home()) / "locks" / name):
+        yield
+
+
+def dataset_lock_if_free(name: str):
+    """The dataset's lock if nobody holds it now: a block `with dataset_lock_if_free(n) as free:` runs at
+    once, holding the lock when `free` is True."""
+    return _flock(home() / "locks" / f"datasets/{check_name(name)}.lock", wait=False)
 
 
 def dataset_lock(name: str):

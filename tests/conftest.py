@@ -35,8 +35,12 @@ def app_home(tmp_path, monkeypatch) -> Path:
     # config.toml is read from the working directory; set the rule here so tests enforce it anywhere
     old = config.get_option("runner.enforceSerializableSessionState")
     config.set_option("runner.enforceSerializableSessionState", True)
+    # a crash in a page must fail the test's `assert not at.exception`, not turn into the visitor's sentence
+    details = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", "full")
     yield home
     config.set_option("runner.enforceSerializableSessionState", old)
+    config.set_option("client.showErrorDetails", details)
     for run_id in jobs.active_runs():
         jobs.stop(run_id)
 

@@ -17,6 +17,16 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 pytestmark = pytest.mark.usefixtures("app_home")
 
 
+def published_tiny_run(home: Path, dataset: str = "toy", epochs: int = 3) -> tuple[str, str]:
+    """A small trained linear run in the workspace at `home`, with its demo published: (run id, token)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGCLS_HOME", str(home))
+        make_dataset(name=dataset, per_class=8 if epochs <= 3 else 10)
+        run_id = prepare_run(TrainConfig(dataset=dataset, strategy="linear", epochs=epochs, **SMALL))
+        run(run_id, echo=lambda _: None)
+        return run_id, demo.publish(run_id)
+
+
 @pytest.fixture
 def trained():
     make_dataset(per_class=10)

@@ -18,17 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """A workspace with a trained run whose demo is published, and a demo server for it."""
-    from imgcls import demo
-    from imgcls.train import TrainConfig, prepare_run, run
-    from test_train import SMALL, make_dataset
+    from test_demo import published_tiny_run
 
     home = tmp_path_factory.mktemp("demo-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IMGCLS_HOME", str(home))
-        make_dataset(name="secret-holiday", per_class=10)
-        run_id = prepare_run(TrainConfig(dataset="secret-holiday", strategy="linear", epochs=5, **SMALL))
-        run(run_id, echo=lambda _: None)
-        token = demo.publish(run_id)
+    run_id, token = published_tiny_run(home, dataset="secret-holiday", epochs=5)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "imgcls", "serve-demo", "--port", str(port), "--address",
                              "127.0.0.1"], cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(home)),

@@ -202,6 +202,17 @@ def test_relabel_to_a_new_class_then_undo_and_redo(dataset):
     assert not at.exception
 
 
+def test_a_tab_that_saw_an_older_label_is_told_instead_of_overwriting(dataset):
+    path = workspace.read_manifest("d")["path"][0]
+    first = tick(open_review(), path)  # this tab shows the image as 'a'
+    journal.edit("d", "relabel", [path], "b", expect={path: "a"})  # another tab relabels it meanwhile
+    first = apply(first, "relabel", **{"review.bulk.label": NEW_CLASS, "review.bulk.new_label": "zebra"})
+    assert manifest().at[path, "label"] == "b"  # the other tab's edit stands
+    assert len(first.error) == 1 and "was changed to 'b' in another tab" in first.error[0].value
+    assert [e["action"] for e in journal.history("d")] == ["relabel"]
+    assert not first.exception
+
+
 def test_relabel_to_an_existing_class_of_several_images(dataset):
     paths = list(workspace.read_manifest("d")["path"][:3])
     at = tick(open_review(), *paths)

@@ -87,7 +87,7 @@ def _limits_form(key: str | None) -> None:
         try:
             quotas.set_limits(key, **{n: None if v == getattr(inherited, n) else v for n, v in values.items()})
         except WorkspaceError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return
         state.flash("Saved the limits: " + _limits_text(quotas.limits_for(key)) + ".")
         st.rerun()

@@ -16,6 +16,7 @@ from imgcls import augpreview, augspec, imgcache, labelsafety, models, workspace
 from imgcls.augment import load_pipeline, save_pipeline
 
 from . import cached, state
+from .text import plain
 
 from .augmenting import (CHOICES, MEASURED, SEED, TILE_PX, UPLOAD_ERROR, UPLOAD_SEEN, VARIABILITY,
                          set_choices)
@@ -94,19 +95,20 @@ def show_preview(dataset: str, rows, k: int, pipeline: dict, size: int, dcfg: di
         tiles = _tiles(stamp, tuple(rows["path"]), tuple(rows["hash"]), side, dcfg["interpolation"],
                        json.dumps(pipeline, sort_keys=True), size, k, int(st.session_state[SEED]))
     except Exception as exc:  # an image gone since the import, or a transform failing on it
-        st.error(f"The preview could not be made: {augspec.plain_validation_error(exc)}")
+        st.error(f"The preview could not be made: {plain(augspec.plain_validation_error(exc))}")
         return
     for tile, label in zip(tiles, rows["label"].astype(str)):
-        shown = [(tile["original"], f"**{label}** · original, as the model sees it")]
-        shown += [(v["image"], "  \n".join(breakable(a) for a in v["applied"]) or "unchanged this time")
+        shown = [(tile["original"], f"**{plain(label)}** · original, as the model sees it")]
+        shown += [(v["image"], "  \n".join(plain(breakable(a)) for a in v["applied"]) or "unchanged this time")
                   for v in tile["augmented"]]
         # at most PER_ROW tiles a row: more would squeeze each caption into a column a few words wide
         for start in range(0, len(shown), PER_ROW):
             for col, (image, caption) in zip(st.columns(PER_ROW), shown[start:start + PER_ROW]):
                 col.image(image, width=min(TILE_PX, size))
-                col.caption(caption)
-    st.caption(f"Tiles are {size}×{size} px: the cached {side} px square, augmented, then centre-cropped "
-               f"(or resized) to {size} px, exactly as in training. Seed {st.session_state[SEED]}.")
+                col.caption(caption)  # markdown-safe: built just above from plain(…) parts
+    st.caption(f"Tiles are {int(size)}×{int(size)} px: the cached {int(side)} px square, augmented, then "
+               f"centre-cropped (or resized) to {int(size)} px, exactly as in training. "
+               f"Seed {int(st.session_state[SEED])}.")
 
 
 def breakable(text: str) -> str:
@@ -181,7 +183,7 @@ def _collect(key: str) -> None:
     if exc is None:
         st.session_state[MEASURED] = {"key": key, "result": job["future"].result()}
     elif isinstance(exc, (ValueError, OSError, models.BackboneUnavailable)):
-        st.error(f"The measurement could not run: {exc}")
+        st.error(f"The measurement could not run: {plain(exc)}")
     else:
         raise exc
 
@@ -192,7 +194,9 @@ def show_label_safety(dataset: str, choices: list[dict], pipeline: dict | None, 
     # the class colours mean reading up to 120 images: only when a transform's warning depends on them
     colours = _class_colours(cached.stamp(dataset), imgcache.cache_size(size, dcfg["crop_pct"]),
                              dcfg["interpolation"]) if labelsafety.needs_colours(choices) else None
-    found = labelsafety.rule_warnings(choices, classes, colours)
+    # the warnings are Markdown that names the classes as given: give them as shown (escaped)
+    shown = {plain(label): colour for label, colour in colours.items()} if colours else colours
+    found = labelsafety.rule_warnings(choices, classes, shown)
     for text in found:
         st.warning(text, icon=":material/warning:")
     if not found:
@@ -222,10 +226,10 @@ def show_measurement(result: dict, stale: bool) -> None:
     if not result["transforms"]:
         return
     st.plotly_chart(labelsafety.drop_figure(result), key="augment.measure.chart")
-    for line in labelsafety.worst(result)[:5]:
+    for line in labelsafety.worst({**result, "classes": [plain(c) for c in result["classes"]]})[:5]:
         st.warning(line, icon=":material/trending_down:")
     clean = np.nanmean(result["clean"])
-    st.caption(f"A linear classifier on {result['backbone']} features of {result['train_images']} unchanged "
+    st.caption(f"A linear classifier on {plain(result['backbone'])} features of {result['train_images']:,} unchanged "
                f"training images scores {clean:.0%} on {sum(result['val_per_class'])} validation images; each row "
                f"shows how many points it loses per class when every one of them is changed by that transform "
                f"alone (p = 1). With about {max(result['val_per_class'])} images per class, one image is "
@@ -250,16 +254,16 @@ def save_controls(dataset: str, pipeline: dict | None) -> None:
         try:
             save_pipeline(dataset, pipeline)
         except (ValueError, OSError) as exc:
-            st.error(f"The pipeline could not be saved: {exc}")
+            st.error(f"The pipeline could not be saved: {plain(exc)}")
         else:
-            state.flash(f"Saved the augmentation pipeline with '{dataset}': training runs will use it.")
+            state.flash(f"Saved the augmentation pipeline with '{plain(dataset)}': training runs will use it.")
             st.rerun()
     if pipeline is None:
         return
     for fmt, text, mime in (("json", augpreview.to_json(pipeline), "application/json"),
                             ("yaml", augpreview.to_yaml(pipeline), "application/yaml"),
                             ("py", augpreview.to_python(pipeline), "text/x-python")):
-        row.download_button(f"Download .{fmt}", text, file_name=f"{dataset}-augment.{fmt}", mime=mime,
+        row.download_button(f"Download .{plain(fmt)}", text, file_name=f"{dataset}-augment.{fmt}", mime=mime,
                             key=f"augment.download.{fmt}", on_click="ignore", icon=":material/download:")
     with st.expander("Python code that rebuilds this pipeline"):
         st.code(augpreview.to_python(pipeline), language="python")
@@ -276,17 +280,18 @@ def upload_controls() -> None:
         st.session_state[UPLOAD_SEEN] = upload.file_id
         st.session_state.pop(UPLOAD_ERROR, None)
         try:
-            loaded = augpreview.from_upload(upload.getvalue(), upload.name)
+            data = upload.getvalue()
+            loaded = augpreview.from_upload(data, upload.name)
             choices = augspec.choices_from_pipeline(loaded)
         except ValueError as exc:
             st.session_state[UPLOAD_ERROR] = (upload.file_id, str(exc))
         else:
             set_choices(choices)
-            state.flash(f"Opened {upload.name}: {len(choices)} transforms. Save to use it for training.")
+            state.flash(f"Opened {plain(upload.name)}: {len(choices)} transforms. Save to use it for training.")
             st.rerun()
     error = st.session_state.get(UPLOAD_ERROR)
     if error and error[0] == upload.file_id:
-        st.error(f"{error[1]} The pipeline was not changed.")
+        st.error(f"{plain(error[1])} The pipeline was not changed.")
 
 
 def show_intro() -> None:

@@ -10,6 +10,8 @@ from imgcls import augpreview, augspec, models
 from imgcls.augment import PRESETS, build_pipeline, load_pipeline, pipeline_to_dict
 from imgcls.train import DEFAULTS
 
+from .text import plain
+
 
 # Session-state keys of this page: small plain values only (the choices are a short list of dicts).
 CHOICES = "augment.choices"  # [{"name", "p", "params"}, …] being edited, in the order they run
@@ -95,7 +97,7 @@ def load_once(dataset: str, size: int) -> list[dict]:
             augspec.build(choices, size)  # values the sliders can hold (a min above its max is refused)
             set_choices(choices)
         except ValueError as exc:  # edited by hand: a transform this page cannot edit, or a bad value
-            st.warning(f"The saved pipeline could not be opened for editing ({exc}); starting from 'light'.")
+            st.warning(f"The saved pipeline could not be opened for editing ({plain(exc)}); starting from 'light'.")
             set_choices(preset_choices("light", size))
         st.session_state[LOADED] = dataset
     st.session_state.setdefault(SEED, 0)
@@ -156,6 +158,7 @@ def _param_slider(slot: str, prm: augspec.Param, value):
         cast, low, high, step = float, float(prm.low), float(prm.high), float(prm.step)
         fmt = "%.0f" if step >= 1 else "%.3f" if step < 0.01 else "%.2f"
     value = tuple(cast(v) for v in value) if prm.is_range else cast(value)
+    # markdown-safe: augspec's own parameter labels
     out = _slider(f"augment.{slot}.{prm.name}", prm.label, low, high, step, value, fmt)
     return augspec.clean_value(prm, out)
 
@@ -165,7 +168,7 @@ def _transform_controls(choices: list[dict], i: int) -> None:
     spec = augspec.BY_NAME[choice["name"]]
     with st.container(border=True):
         head = st.container(horizontal=True, vertical_alignment="center")
-        head.markdown(f"**{i + 1}. {choice['name']}**", width="stretch")
+        head.markdown(f"**{i + 1:d}. {plain(choice['name'])}**", width="stretch")
         head.button("", icon=":material/arrow_upward:", key=f"augment.{slot}.up", disabled=i == 0, type="tertiary",
                     on_click=_move, args=(i, -1), help="Run earlier (transforms run top to bottom)")
         head.button("", icon=":material/arrow_downward:", key=f"augment.{slot}.down", type="tertiary",
@@ -208,7 +211,7 @@ def pipeline_dict(choices: list[dict], size: int) -> dict | None:
     try:
         return augpreview.as_dict(choices, size)
     except ValueError as exc:
-        st.error(f"This pipeline cannot be built: {exc}")
+        st.error(f"This pipeline cannot be built: {plain(exc)}")
         return None
 
 

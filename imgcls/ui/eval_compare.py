@@ -50,8 +50,8 @@ def show_comparison(first_id: str, second_id: str, first: dict, split: str, tta:
                f"{SPLITS[split].lower()} split, {'with' if tta else 'without'} TTA. "
                "Difference = second − first; for the calibration error lower is better.")
     if first.get("images") != second.get("images"):
-        st.warning(f"The two evaluations saw different numbers of images ({first.get('images')} and "
-                   f"{second.get('images')}): the dataset changed between them. Evaluate both again to compare "
+        st.warning(f"The two evaluations saw different numbers of images ({plain(first.get('images'))} and "
+                   f"{plain(second.get('images'))}): the dataset changed between them. Evaluate both again to compare "
                    "like with like.")
     num = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(compare.metrics_table(first, second), hide_index=True, key="evaluate.compare.table",

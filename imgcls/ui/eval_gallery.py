@@ -79,12 +79,14 @@ def _pictures(gallery: Gallery, rows: pd.DataFrame) -> list[str | None]:
     return out
 
 
-def _fix(where: str, dataset: str, action: str, path: str, value=None, chosen_key: str | None = None) -> None:
-    """Make one edit in the dataset's journal and keep its one-line outcome for the next run."""
+def _fix(where: str, dataset: str, action: str, path: str, value=None, chosen_key: str | None = None,
+         shown=None) -> None:
+    """Make one edit in the dataset's journal and keep its one-line outcome for the next run; `shown` is the
+    image's label (or excluded flag) as this page drew it: changed since, the edit is refused."""
     if chosen_key is not None:
         value = st.session_state.get(chosen_key)
     try:
-        result = journal.edit(dataset, action, [path], value, source="evaluate")
+        result = journal.edit(dataset, action, [path], value, source="evaluate", expect=None if shown is None else {path: shown})
         st.session_state[FIX_MESSAGE] = (where, "success", result.message)
     except workspace.WorkspaceError as exc:  # EditRefused included: an empty or invalid class name
         st.session_state[FIX_MESSAGE] = (where, "error", str(exc))
@@ -117,18 +119,19 @@ def _fix_controls(where: str, dataset: str, classes: list[str], row, now: pd.Ser
     base, pred = f"evaluate.fix.{where}.{row.path}", str(row.prediction)
     with st.popover("Fix", icon=":material/edit:"):
         st.button(f"Relabel as {plain(pred)}", key=f"{base}.as_predicted", disabled=label == pred, type="primary",
-                  on_click=_fix, args=(where, dataset, "relabel", row.path, pred))
+                  on_click=_fix, args=(where, dataset, "relabel", row.path, pred), kwargs={"shown": label})
         others = [c for c in classes if c not in (label, pred)]
         if others:
             st.selectbox("Or another class", others, key=f"{base}.class")
             st.button("Relabel as this class", key=f"{base}.relabel", on_click=_fix,
-                      args=(where, dataset, "relabel", row.path), kwargs={"chosen_key": f"{base}.class"})
+                      args=(where, dataset, "relabel", row.path),
+                      kwargs={"chosen_key": f"{base}.class", "shown": label})
         if excluded:
             st.button("Restore to the dataset", key=f"{base}.restore", on_click=_fix,
-                      args=(where, dataset, "restore", row.path))
+                      args=(where, dataset, "restore", row.path), kwargs={"shown": excluded})
         else:
             st.button("Exclude from the dataset", key=f"{base}.exclude", on_click=_fix,
-                      args=(where, dataset, "exclude", row.path))
+                      args=(where, dataset, "exclude", row.path), kwargs={"shown": excluded})
 
 
 def show_gallery(gallery: Gallery, where: str, rows: pd.DataFrame, captions: list[str]) -> None:
@@ -143,7 +146,7 @@ def show_gallery(gallery: Gallery, where: str, rows: pd.DataFrame, captions: lis
     for start in range(0, len(items), PER_ROW):
         for col, (row, caption, note, picture) in zip(st.columns(PER_ROW), items[start:start + PER_ROW]):
             with col:
-                st.image(picture, caption=caption, width=THUMB_PX)
+                st.image(picture, caption=caption, width=THUMB_PX)  # markdown-safe: callers build captions of plain(…)
                 if note:
                     st.caption(f":material/check: {plain(note)}")
                 if editable and now is not None and row.path in now.index:
@@ -158,14 +161,14 @@ def show_worst(worst: pd.DataFrame, gallery: Gallery) -> None:
     if worst.empty:
         st.success("No mistakes on these images.")
         return
-    show_gallery(gallery, "worst", worst, [f"really {t} → {p} · {eval_charts.percent(c)}" for t, p, c in
+    show_gallery(gallery, "worst", worst, [f"really {plain(t)} → {plain(p)} · {eval_charts.percent(c)}" for t, p, c in
                                             zip(worst["label"], worst["prediction"], worst["confidence"])])
 
 
 def cell_captions(rows: pd.DataFrame) -> list[str]:
     """File name and confidence of each image of a confusion cell."""
     names = rows["source"] if "source" in rows else rows["path"]  # tables saved before 'source' existed
-    return [f"{Path(str(n)).name} · {eval_charts.percent(c)}" for n, c in zip(names, rows["confidence"])]
+    return [f"{plain(Path(str(n)).name)} · {eval_charts.percent(c)}" for n, c in zip(names, rows["confidence"])]
 
 
 def _cell_label(classes: list, cell: str) -> str:
@@ -197,7 +200,7 @@ def cell_controls(split: str, result: dict, table: pd.DataFrame, gallery: Galler
                         format_func=partial(_cell_label, classes))
     i, j = (int(v) for v in cell.split(","))
     rows = eval_charts.cell_rows(table, classes[i], classes[j])
-    st.caption(f"{len(rows)} image{'s' if len(rows) != 1 else ''} really {classes[i]}, predicted {classes[j]}"
+    st.caption(f"{len(rows)} image{'s' if len(rows) != 1 else ''} really {plain(classes[i])}, predicted {plain(classes[j])}"
                + (f"; the {MAX_IMAGES} most confident shown." if len(rows) > MAX_IMAGES else "."))
     return rows.head(MAX_IMAGES)
 

@@ -179,7 +179,7 @@ def show_batch(run_id: str, threshold: float) -> None:
     try:
         files, errors = read_uploads([(f.name, f.getvalue()) for f in uploads])
     except SourceError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     ready_model(run_id)
     rows = not_sure(batch_rows(run_id, files), threshold) + errors

@@ -15,7 +15,7 @@ from imgcls.images import ImageProblem
 
 from .eval_predict import predictor
 from .run_names import rename_controls
-from .text import plain
+from .text import code, plain
 from .runlist import run_infos  # not .training: that imports torch, which this page needs only for a model
 
 # Session-state keys of this page (plain strings).
@@ -71,7 +71,7 @@ def show_run_note(run_id: str) -> None:
     if runs.stopped_early(status):
         left.warning(plain(runs.stopped_summary(config, status)) + " Everything below uses that model.",
                      icon=":material/pause_circle:")
-    left.caption(f"Run id `{run_id}`, for the command line.")
+    left.caption(f"Run id {code(run_id)}, for the command line.")
     with right:
         rename_controls(run_id, "evaluate")
 
@@ -123,12 +123,12 @@ def show_metrics(result: dict) -> None:
     cols[2].metric("Macro F1", f"{result['macro_f1']:.3f}", help="Mean F1 over classes (1 is perfect).")
     cols[3].metric("Calibration error (ECE)", f"{result['ece']:.3f}",
                    help="How far confidence is from accuracy on average (0 is perfect).")
-    extra = [f"top-{k[3:-9]} accuracy {v:.1%}" for k, v in result.items() if k.startswith("top") and v is not None]
+    extra = [f"top-{plain(k[3:-9])} accuracy {v:.1%}" for k, v in result.items() if k.startswith("top") and v is not None]
     if result.get("roc_auc") is not None:
         extra.append(f"ROC-AUC {result['roc_auc']:.3f}")
     how = "with TTA (each image averaged with its mirror image)" if result.get("tta") else "without TTA"
     split = SPLITS.get(result.get("split"), result.get("split", "")).lower()
-    st.caption(f"{result.get('images', '?')} {split} images, {how}"
+    st.caption(f"{plain(result.get('images', '?'))} {plain(split)} images, {how}"
                + "".join(f" · {e}" for e in extra))
     # one decimal, as every share on this page (the "percent" preset drops trailing zeros: 81.82% beside 80%)
     pct = st.column_config.ProgressColumn(format=eval_charts.PERCENT_COLUMN, min_value=0, max_value=100)

@@ -9,6 +9,7 @@ from imgcls import experiments, quotas
 from imgcls.concepts import card
 from imgcls.experiments import ExperimentConfig
 from imgcls.ui import state, teach
+from imgcls.ui.text import plain
 from imgcls.workspace import WorkspaceError
 
 KIND = state.LEARN_EXPERIMENT
@@ -43,10 +44,10 @@ def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
         try:
             experiments.start(ExperimentConfig(kind=kind, dataset=dataset, mode=mode))
         except quotas.QuotaError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return
         except (ValueError, OSError, WorkspaceError) as exc:  # WorkspaceError: the dataset gone, a bad id
-            st.error(f"The experiment could not start: {exc}")
+            st.error(f"The experiment could not start: {plain(exc)}")
             return
         st.rerun()
 
@@ -57,7 +58,7 @@ def show_live(exp_id: str) -> None:
     status = experiments.status(exp_id)
     if status.get("state") not in ACTIVE:
         st.rerun()  # the whole page: the result section appears
-    st.progress(float(status.get("progress") or 0.0), text=status.get("message") or "Starting…")
+    st.progress(float(status.get("progress") or 0.0), text=plain(status.get("message") or "Starting…"))
     if st.button("Stop", key=f"learn.experiment.stop.{exp_id}", icon=":material/stop:"):
         experiments.stop(exp_id)
         st.rerun()
@@ -67,15 +68,16 @@ def show_result(info: dict) -> None:
     """The plot, the conclusion written from the numbers, the table and the code to repeat it."""
     state = info.get("state")
     if state in ("failed", "cancelled"):
-        st.warning(f"The last {info['kind']} experiment {state}: {info.get('message') or 'no details'}")
+        st.warning(f"The last {plain(info['kind'])} experiment {plain(state)}: "
+                   f"{plain(info.get('message') or 'no details')}")
         return
     result = experiments.result(info["id"])
     if not result:
         return
     st.plotly_chart(experiments.figure(result), key=f"learn.experiment.figure.{info['id']}")
-    st.success(result["conclusion"], icon=":material/lightbulb:")
-    st.caption(f"{result['mode'].capitalize()} mode, seed {result.get('seed', 0)}, {result['seconds']:.0f} s "
-               f"({info['id']}).")
+    st.success(plain(result["conclusion"]), icon=":material/lightbulb:")
+    st.caption(f"{plain(result['mode'].capitalize())} mode, seed {plain(result.get('seed', 0))}, "
+               f"{result['seconds']:.0f} s ({plain(info['id'])}).")
     if result.get("table"):
         with st.expander("The numbers"):
             st.dataframe(pd.DataFrame(result["table"]), hide_index=True)

@@ -35,28 +35,28 @@ def show_skipped(skipped: list[dict]) -> None:
 
 def run_import(action: Callable[[Callable[[float, str], None]], ImportReport], what: str) -> dict | None:
     """Run one import under a progress bar; return its report, or show a plain error and return None."""
-    bar = st.progress(0.0, text=f"Importing {what}…")
+    bar = st.progress(0.0, text=f"Importing {plain(what)}…")
 
     def progress(fraction: float, text: str) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=text[:120])
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(text[:120]))
 
     try:
         report = action(progress)
     except ImportFailed as exc:
         bar.empty()
-        st.error(f"Nothing was imported: {exc}")
+        st.error(f"Nothing was imported: {plain(exc)}")
         if exc.report is not None and exc.report.skipped_files:
             st.markdown("These files were set aside:")
             show_skipped(exc.report.skipped_files)
         return None
     except WorkspaceError as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(plain(exc))
         return None
     except OSError as exc:  # disk full, permission denied: the engine leaves the workspace unchanged
         bar.empty()
         st.error(f"The import stopped because of a problem reading or writing files: "
-                 f"{exc.strerror or exc}. Nothing was changed.")
+                 f"{plain(exc.strerror or exc)}. Nothing was changed.")
         return None
     bar.empty()
     return report.to_json()
@@ -70,7 +70,7 @@ def _name_controls(prefix: str, default: str) -> tuple[str, bool]:
     add = st.checkbox("Add to the existing dataset of this name", key=f"{prefix}.add",
                       help="Off: a new dataset is made, and an existing name is refused.")
     if name and not add and workspace.dataset_exists(name):
-        st.caption(f"A dataset named **{name}** already exists: choose another name or tick the box to add to it.")
+        st.caption(f"A dataset named **{plain(name)}** already exists: choose another name or tick the box to add to it.")
     return name, add
 
 
@@ -101,7 +101,7 @@ def folder_import_controls() -> dict | None:
     except WorkspaceError as exc:  # the operator's config file cannot be read
         off = str(exc)
     if off:
-        st.info(off, icon=":material/folder_off:")
+        st.info(plain(off), icon=":material/folder_off:")
         return None
     st.markdown("A folder **on the machine running this app**, with one subfolder per class "
                 "(optionally inside `train/`, `val/` and `test/` folders).")
@@ -130,7 +130,7 @@ def _class_controls(prefix: str) -> tuple[str, str]:
                           help="An existing class to add to, or a new class to create.")
     if workspace.dataset_exists(name):
         classes = list(cached.summary(name)["per_class"])
-        st.caption(f"Classes in **{name}**: " + (", ".join(classes[:30]) or "none yet"))
+        st.caption(f"Classes in **{plain(name)}**: " + (", ".join(plain(c) for c in classes[:30]) or "none yet"))
     return name, (label or "").strip()
 
 

@@ -47,7 +47,7 @@ def show_filters() -> None:
     model = _imagenet_model()
     conv = inside.first_layer(model)
     left, right = st.columns([1, 2])
-    left.image(_filters(), caption=f"{conv.out_channels} filters of {conv.kernel_size[0]}×{conv.kernel_size[1]} "
+    left.image(_filters(), caption=f"{conv.out_channels:d} filters of {conv.kernel_size[0]:d}×{conv.kernel_size[1]:d} "
                                    "pixels × 3 colours", width="stretch")
     right.markdown(
         "Each square is one filter of the **first layer**, the only one that looks at raw pixels. It slides "
@@ -80,18 +80,19 @@ def show_feature_maps(data: bytes) -> None:
     try:
         views = _views(data)
     except images.ImageProblem as problem:
-        st.error(f"This file cannot be read as an image: {problem}")
+        st.error(f"This file cannot be read as an image: {plain(problem)}")
         return
     side = views["image"].shape[0]
     for stage, info in views["maps"].items():
         channels, h, w = info["shape"]
-        st.markdown(f"**{stage.capitalize()} stage**: {channels} channels of {h}×{w}. {info['note']}")
-        st.caption(f"What to look for: {info['look_for']}")
+        st.markdown(f"**{plain(stage.capitalize())} stage**: {channels:d} channels of {h:d}×{w:d}. "
+                    f"{plain(info['note'])}")
+        st.caption(f"What to look for: {plain(info['look_for'])}")
         # every map at the input's own size and width, so each pixel of a map lies where it is in the photo
         cols = st.columns(SHOWN_MAPS + 1)
-        cols[0].image(views["image"], caption=f"input, {side}×{side}", width=MAP_PX)
+        cols[0].image(views["image"], caption=f"input, {side:d}×{side:d}", width=MAP_PX)
         for col, m, ch, s in zip(cols[1:], info["maps"], info["channels"], info["strength"]):
-            col.image(inside.enlarge(m, side, smooth=stage != "late"), caption=f"channel {ch} · {s:.2f}",
+            col.image(inside.enlarge(m, side, smooth=stage != "late"), caption=f"channel {ch:d} · {s:.2f}",
                       width=MAP_PX)
 
 
@@ -126,10 +127,10 @@ def show_gradcam(dataset: str | None, data: bytes) -> None:
     try:
         out = predictor(run_id).explain(data)  # the model the Evaluate page loaded, if it did: loaded once
     except images.ImageProblem as problem:
-        st.error(f"This file cannot be read as an image: {problem}")
+        st.error(f"This file cannot be read as an image: {plain(problem)}")
         return
     left, right = st.columns([1, 2])
-    left.image(out["overlay"], caption=f"{runnames.display_name(run_id)}: evidence for '{out['class']}'",
+    left.image(out["overlay"], caption=f"{plain(runnames.display_name(run_id))}: evidence for '{plain(out['class'])}'",
                width="stretch")
     right.markdown("**Grad-CAM** asks the trained model which places in the last feature maps raised its score "
                    "for the class it chose. Red is strong evidence, blue none. If the red sits on the background "
@@ -145,7 +146,7 @@ def show_session_export(dataset: str | None) -> None:
         st.caption("Import a dataset first: the script starts from it.")
         return
     run_id = latest_run(dataset)
-    st.markdown(f"Everything done so far on **{dataset}**: the import, your label edits"
+    st.markdown(f"Everything done so far on **{plain(dataset)}**: the import, your label edits"
                 + (f", the augmentation and training of run **{plain(runnames.display_name(run_id))}**, and its "
                    "evaluation" if run_id else "")
                 + ". Run the script, or open the notebook in Jupyter, to repeat it step by step.")

@@ -44,18 +44,30 @@ def selection(name: str) -> list[str]:
     return list(st.session_state.get(selected_key(name), []))
 
 
-def _set_selection(name: str, paths) -> None:
+def _set_selection(name: str, paths, shown: dict | None = None) -> None:
     st.session_state[selected_key(name)] = list(dict.fromkeys(paths))
+    # what each ticked image showed when it was ticked: an edit refuses images changed since (another tab)
+    seen = {**st.session_state.get(shown_key(name), {}), **(shown or {})}
+    st.session_state[shown_key(name)] = {p: seen[p] for p in st.session_state[selected_key(name)] if p in seen}
 
 
-def _toggled(name: str, path: str) -> None:
+def shown_key(name: str) -> str:
+    """Key of the values (label, excluded, split, note) the ticked images showed when ticked."""
+    return f"review.selected.shown.{name}"
+
+
+def _shown(row) -> dict:
+    return {"label": str(row.label), "excluded": bool(row.excluded), "split": str(row.split), "note": str(row.note)}
+
+
+def _toggled(name: str, path: str, shown: dict) -> None:
     chosen = selection(name)
     _set_selection(name, chosen + [path] if st.session_state.get(pick_key(path)) else
-                   [p for p in chosen if p != path])
+                   [p for p in chosen if p != path], {path: shown})
 
 
-def _select_page(name: str, paths: list[str]) -> None:
-    _set_selection(name, selection(name) + paths)
+def _select_page(name: str, paths: list[str], shown: dict) -> None:
+    _set_selection(name, selection(name) + paths, shown)
 
 
 def _clear(name: str) -> None:
@@ -95,11 +107,11 @@ def _tile(where, name: str, folder: Path, row, suggested: dict, chosen: set) -> 
     key = pick_key(row.path)
     st.session_state[key] = row.path in chosen  # the shared list, not the box, is the truth
     try:
-        where.image(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)), caption=caption(row, suggested),
+        where.image(str(thumbnail_path(folder, row.path, row.hash, THUMB_PX)), caption=plain(caption(row, suggested)),
                     width="stretch")
     except (ImageProblem, OSError):  # removed or damaged since the import
         where.warning(f"{plain(Path(str(row.source)).name)} could not be read.", icon=":material/broken_image:")
-    where.checkbox("Select", key=key, on_change=_toggled, args=(name, row.path))
+    where.checkbox("Select", key=key, on_change=_toggled, args=(name, row.path, _shown(row)))
     extra = []
     if row.kinds:
         extra.append(f":orange[{plain(row.kinds)}]")
@@ -129,7 +141,10 @@ def _apply(name: str) -> None:
     action, state = st.session_state.get(ACTION, "relabel"), st.session_state
     value = {"relabel": state.get(NEW_LABEL) if state.get(LABEL) == NEW_CLASS else state.get(LABEL),
              "move": state.get(SPLIT), "note": state.get(NOTE)}.get(action)
-    if run_edit(name, action, selection(name), value):
+    field = {"relabel": "label", "exclude": "excluded", "restore": "excluded", "move": "split"}.get(action, action)
+    shown = st.session_state.get(shown_key(name), {})
+    expect = {p: shown[p][field] for p in selection(name) if p in shown}
+    if run_edit(name, action, selection(name), value, expect=expect or None):
         _clear(name)
 
 
@@ -162,7 +177,8 @@ def bulk_controls(name: str, rows: pd.DataFrame, chunk: pd.DataFrame) -> None:
         top = st.container(horizontal=True, vertical_alignment="center")
         top.markdown(f"**{len(chosen):,} selected**" + (f" ({hidden:,} hidden by the filters)" if hidden else ""))
         top.button("Select all on this page", key="review.select_page", icon=":material/select_all:",
-                   on_click=_select_page, args=(name, list(chunk["path"])), disabled=chunk.empty)
+                   on_click=_select_page, disabled=chunk.empty,
+                   args=(name, list(chunk["path"]), {r.path: _shown(r) for r in chunk.itertuples(index=False)}))
         top.button("Clear selection", key="review.clear", icon=":material/deselect:", on_click=_clear, args=(name,),
                    disabled=not chosen)
         action = st.radio("Edit the selected images", list(ACTIONS), key=ACTION, format_func=ACTIONS.get,

@@ -67,26 +67,27 @@ def role(kind: str, row: dict) -> str:
     return "Training copy" if row["split"] == "train" else "Held out: move it to train or exclude it"
 
 
-def _relabel(name: str, path: str, key: str) -> None:
+def _relabel(name: str, path: str, key: str, shown: str) -> None:
     label = st.session_state.get(key)
     st.session_state[key] = None  # the box goes back to its prompt
     if label:
-        run_edit(name, "relabel", [path], label, WHERE)
+        run_edit(name, "relabel", [path], label, WHERE, {path: shown})
 
 
 def _actions(box, name: str, kind: str, path: str, row: dict, classes: list[str]) -> None:
     excluded = bool(row["excluded"])
     box.button("Restore" if excluded else "Exclude", key=member_key(kind, path, "exclude"), width="stretch",
                icon=":material/restore_from_trash:" if excluded else ":material/block:",
-               on_click=run_edit, args=(name, "restore" if excluded else "exclude", [path], None, WHERE))
+               on_click=run_edit, args=(name, "restore" if excluded else "exclude", [path], None, WHERE, {path: excluded}))
     for split in workspace.SPLITS:
         if split != row["split"]:
             box.button(f"Move to {SPLIT_NAMES[split].lower()}", key=member_key(kind, path, f"move.{split}"),
-                       width="stretch", on_click=run_edit, args=(name, "move", [path], split, WHERE))
+                       width="stretch", on_click=run_edit,
+                       args=(name, "move", [path], split, WHERE, {path: row["split"]}))
     key = member_key(kind, path, "label")
     box.selectbox("Relabel", [c for c in classes if c != row["label"]], index=None, key=key,
                   placeholder="Relabel as…", label_visibility="collapsed", on_change=_relabel,
-                  args=(name, path, key))
+                  args=(name, path, key, row["label"]))
 
 
 def _member(where, name: str, kind: str, path: str, row: dict | None, classes: list[str]) -> None:
@@ -99,7 +100,7 @@ def _member(where, name: str, kind: str, path: str, row: dict | None, classes: l
     except (ImageProblem, OSError):
         box.warning("This image could not be read.", icon=":material/broken_image:")
     split = SPLIT_NAMES.get(row["split"], row["split"])
-    box.markdown(f"**{plain(Path(str(row['source'])).name)}**  \nLabel **{plain(row['label'])}** · {split}"
+    box.markdown(f"**{plain(Path(str(row['source'])).name)}**  \nLabel **{plain(row['label'])}** · {plain(split)}"
                  + ("  \n:red-badge[excluded]" if row["excluded"] else ""))
     part = role(kind, row)
     if part:

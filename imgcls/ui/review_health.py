@@ -77,7 +77,7 @@ def _start_check(name: str) -> None:
     try:
         healthjob.start(name)
     except quotas.QuotaError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     except (workspace.WorkspaceError, OSError, ValueError) as exc:  # the dataset gone, no process to spawn
         st.error(plain(f"The check could not start: {exc}"))
@@ -149,9 +149,9 @@ def show_score(report: dict, row) -> None:
                help="100 means no problem found; each finding takes points off by how many images it "
                     "touches and how serious it is.")
     row.metric("Images checked", f"{report.get('images_checked', 0):,}", width="content")
-    st.caption(f"Checked {when(report.get('created'))} in {report.get('seconds', 0):.1f} s.")
+    st.caption(f"Checked {plain(when(report.get('created')))} in {report.get('seconds', 0):.1f} s.")
     if report.get("message"):
-        st.info(report["message"])
+        st.info(plain(report["message"]))
 
 
 def ranked(findings: list[dict]) -> list[dict]:
@@ -164,8 +164,8 @@ def _show_finding(name: str, finding: dict, known: set, i: int) -> None:
     _, icon, colour = SEVERITY.get(severity, SEVERITY["low"])
     images = finding.get("images") or []
     count = f" · {images_count(len(images))}" if images else ""
-    st.markdown(f"{icon} **{finding.get('title', kind_title(kind))}** :{colour}-badge[{severity}]{count}  \n"
-                f"{finding.get('message', '')}")
+    st.markdown(f"{icon} **{plain(finding.get('title', kind_title(kind)))}** :{colour}-badge[{plain(severity)}]"
+                f"{count}  \n{plain(finding.get('message', ''))}")
     why = "Why it matters: " + EXPLAIN[kind][0].lower() + EXPLAIN[kind][1:] if kind in EXPLAIN else ""
     st.caption(" ".join(part for part in (why, plain(health.explain(finding))) if part))
     shown = [p for p in images if p in known]

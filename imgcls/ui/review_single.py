@@ -30,15 +30,16 @@ def _go(name: str, path: str | None) -> None:
         st.session_state[current_key(name)] = path
 
 
-def _edit_and_go(name: str, action: str, path: str, value, after: str) -> None:
-    if run_edit(name, action, [path], value):
+def _edit_and_go(name: str, action: str, path: str, value, after: str, shown=None) -> None:
+    if run_edit(name, action, [path], value, expect=None if shown is None else {path: shown}):
         _go(name, after)
 
 
 def _details(row, suggested: dict, report: dict | None) -> None:
     info = ((report or {}).get("images") or {}).get(row.path) or {}
     lines = [f"**{plain(Path(str(row.source)).name)}**",
-             f"Label **{plain(row.label)}** · {SPLIT_NAMES.get(row.split, row.split)} · {row.width}×{row.height} px"
+             f"Label **{plain(row.label)}** · {plain(SPLIT_NAMES.get(row.split, row.split))} · "
+             f"{int(row.width)}×{int(row.height)} px"
              + (" · :red-badge[excluded]" if row.excluded else "")]
     if suggested.get(row.path) and suggested[row.path] != row.label:
         lines.append(f"The check thinks this may be **{plain(suggested[row.path])}**.")
@@ -51,7 +52,7 @@ def _details(row, suggested: dict, report: dict | None) -> None:
             scores = (finding.get("scores") or [])[at:at + 1]
             # this image's own number, as a sentence (raw z-scores and ratios would mean nothing here)
             own = " " + plain(health.explain({"kind": kind, "scores": scores})) if kind == "label_error" else ""
-            st.caption(f"**{kind_title(kind)}**: {EXPLAIN.get(kind, plain(finding.get('message', '')))}{own}")
+            st.caption(f"**{plain(kind_title(kind))}**: {EXPLAIN.get(kind, plain(finding.get('message', '')))}{own}")
     if info.get("suspicion"):
         st.caption(f"Suspicion {float(info['suspicion']):.2f} (0 = nothing odd, 1 = surely a problem) · "
                    f"stored as {plain(row.path)}")
@@ -65,13 +66,13 @@ def _class_buttons(name: str, row, after: str) -> None:
         key = KEYS[i] if i < len(KEYS) else None
         row_of_buttons.button(plain(label), key=f"review.one.assign.{label}", shortcut=key,
                               type="primary" if label == row.label else "secondary",
-                              on_click=_edit_and_go, args=(name, "relabel", row.path, label, after),
+                              on_click=_edit_and_go, args=(name, "relabel", row.path, label, after, row.label),
                               help="Its label now." if label == row.label else
                               f"Relabel it as {plain(label)}, then go on.")
     action = "restore" if row.excluded else "exclude"
     st.button("Restore it" if row.excluded else "Exclude it", key="review.one.exclude", shortcut="X",
               icon=":material/restore_from_trash:" if row.excluded else ":material/block:",
-              on_click=_edit_and_go, args=(name, action, row.path, None, after),
+              on_click=_edit_and_go, args=(name, action, row.path, None, after, bool(row.excluded)),
               help="Excluded images stay on disk and are left out of training.")
     if len(classes) <= len(KEYS):
         st.caption("Keys: 1–9 pick a class, X excludes or restores, ← and → step through the images, Z undoes.")

@@ -77,11 +77,12 @@ def rerun_page_if_edited() -> None:
         st.rerun(scope="app")
 
 
-def run_edit(name: str, action: str, paths, value=None, where: str = "images") -> bool:
-    """Make one journal edit and keep its message (or why it was refused) to show `where`; True when made."""
+def run_edit(name: str, action: str, paths, value=None, where: str = "images", expect: dict | None = None) -> bool:
+    """Make one journal edit and keep its message (or why it was refused) to show `where`; True when made.
+    `expect`: path → the value of the edited field this page showed; a changed image refuses the edit."""
     redraw_page()  # a refusal too: its notice waits where the edit was made
     try:
-        result = journal.edit(name, action, list(paths), value)
+        result = journal.edit(name, action, list(paths), value, expect=expect)
     except WorkspaceError as exc:  # EditRefused, a dataset gone or locked by a long job: a plain message
         notice("error", str(exc), where)
         return False
@@ -250,11 +251,11 @@ def undo_controls(name: str, row) -> None:
 
 def _entry_line(entry: dict) -> str:
     action = entry.get("action")
-    what = (f"{action} of edit #{entry.get('target')}" if action in ("undo", "redo")
+    what = (f"{plain(action)} of edit #{plain(entry.get('target'))}" if action in ("undo", "redo")
             else plain(journal.describe(entry)))
     if action == "purge":
         what = f"deleted {len(entry.get('changes') or []):,} excluded images for good"
-    return f"#{entry.get('id')} · {when(entry.get('time'))} · {what} · {plain(entry.get('source', ''))}"
+    return f"#{plain(entry.get('id'))} · {plain(when(entry.get('time')))} · {what} · {plain(entry.get('source', ''))}"
 
 
 def show_history(name: str, last: int = 15) -> None:

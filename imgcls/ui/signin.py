@@ -106,7 +106,7 @@ def show_signin() -> None:
     st.write("Turn a folder of photos into a working, explained image classifier. Sign in to reach your own "
              "workspace: your datasets, models and demos are yours alone.")
     for provider in providers():
-        label = f"Sign in with {provider}" if provider else "Sign in"
+        label = f"Sign in with {plain(provider)}" if provider else "Sign in"
         if st.button(label, type="primary", icon=":material/login:", key=f"signin.login.{provider}"):
             st.login(provider or None)
 

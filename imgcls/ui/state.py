@@ -6,6 +6,8 @@ import streamlit as st
 
 from imgcls import workspace
 
+from .text import plain
+
 # Every key the app keeps in st.session_state, in one place. Values are small and picklable
 # (names, flags, short messages), never uploaded bytes, images or models.
 ACTIVE_DATASET = "active_dataset"  # name of the dataset every page works on
@@ -65,5 +67,5 @@ def after_import(report: dict) -> None:
     set_active(report["name"])
     skipped = len(report.get("skipped_files") or [])
     note = f"; {skipped:,} files skipped (see the import report)" if skipped else ""
-    flash(f"Imported {report['images']:,} images into '{report['name']}'{note}.")
+    flash(f"Imported {report['images']:,} images into '{plain(report['name'])}'{note}.")
     st.session_state[JUST_IMPORTED] = True

@@ -9,6 +9,7 @@ import streamlit as st
 from imgcls import recipe
 
 from . import nav, state
+from .text import plain
 
 
 MAX_SHOWN = 20_000  # characters: bulk edits of thousands of images would make every rerun send megabytes
@@ -17,7 +18,7 @@ MAX_SHOWN = 20_000  # characters: bulk edits of thousands of images would make e
 def show_code(code: str, what: str) -> None:
     """A closed expander with runnable Python for this step, and a line on where to run it."""
     with st.expander("Show the code", icon=":material/code:"):
-        st.caption(f"The Python that {what}, with your current values. It runs anywhere imgcls is installed "
+        st.caption(f"The Python that {plain(what)}, with your current values. It runs anywhere imgcls is installed "
                    "(a script, a notebook, a terminal) and works on the same workspace folder as this app.")
         if len(code) > MAX_SHOWN:
             cut = code.rfind("\n", 0, MAX_SHOWN)

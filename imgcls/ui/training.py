@@ -71,7 +71,7 @@ def augmentation_summary(dataset: str) -> str:
         return "the light preset (nothing saved yet)"
     names = [t.get("__class_fullname__", "?").split(".")[-1] for t in saved.get("transform", {}).get("transforms", [])]
     return f"saved pipeline, {len(names)} transform{'s' if len(names) != 1 else ''}" + (
-        f" ({', '.join(names)})" if names else "")
+        f" ({', '.join(plain(n) for n in names)})" if names else "")
 
 
 def show_header(dataset: str, infos: list) -> None:
@@ -79,13 +79,13 @@ def show_header(dataset: str, infos: list) -> None:
     splits = cached.summary(dataset)["splits"]
     # top-aligned: the three bold headings share a line however tall each column's text and link are
     left, middle, right = st.columns([3, 2, 2], vertical_alignment="top")
-    left.markdown(f"**Dataset:** {dataset}  \n{cached.summary(dataset)['classes']} classes · "
+    left.markdown(f"**Dataset:** {plain(dataset)}  \n{cached.summary(dataset)['classes']:,} classes · "
                   f"{splits['train']:,} train · {splits['val']:,} validation · {splits['test']:,} test images")
     middle.markdown(f"**Augmentation:** {augmentation_summary(dataset)}  \n"
                     "The linear strategy trains on unchanged images.")
     middle.page_link(nav.AUGMENT.path, label="Change it on the Augment page", icon=":material/auto_fix_high:")
     busy = [r for r, _, s in infos if s.get("state") in runs.ACTIVE_STATES]
-    right.markdown(f"**Device:** {device_summary()}  \n"
+    right.markdown(f"**Device:** {plain(device_summary())}  \n"
                    + (f"{len(busy)} job{'s' if len(busy) > 1 else ''} queued or running" if busy else "no job running"))
 
 
@@ -128,7 +128,7 @@ def _lr_controls(strategy: str) -> float | str | None:
                     help="How big each learning step is. The default suits most datasets; 'automatically' "
                          "runs a quick search at the start of the run.")
     if mode == "default":
-        st.caption(f"The default for {strategy} is {DEFAULTS[strategy]['lr']:g}.")
+        st.caption(f"The default for {plain(strategy)} is {DEFAULTS[strategy]['lr']:g}.")
         return None
     if mode == "auto":
         return "auto"
@@ -206,7 +206,7 @@ def config_controls(dataset: str) -> TrainConfig | None:
         backbone = st.selectbox("Backbone", list(info), key="train.backbone", persist_state=KEEP,
                                 format_func=partial(_backbone_label, info),
                                 help="The pretrained network the model starts from.")
-        st.caption(info[backbone]["description"].capitalize() + ".")
+        st.caption(plain(info[backbone]["description"].capitalize()) + ".")
         epochs = st.number_input("Epochs", 1, 1000, key="train.epochs", persist_state=KEEP,
                                  help="Passes over the training images (early stopping may end sooner).")
     with right:
@@ -231,10 +231,10 @@ def start(config: TrainConfig) -> str | None:
         run_id = prepare_run(config)
         jobs.start(run_id)
     except quotas.QuotaError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return None
     except (TrainError, workspace.WorkspaceError) as exc:
-        st.error(f"Training cannot start: {exc}")
+        st.error(f"Training cannot start: {plain(exc)}")
         return None
     return run_id
 
@@ -259,7 +259,7 @@ def _resume(run_id: str) -> None:
     try:
         jobs.resume(run_id)
     except quotas.QuotaError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()  # the caller's rerun would wipe the message: end this run with it shown
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 from imgcls import jobs, runs, training_charts, workspace
 
 from . import nav
-from .text import plain
+from .text import code, plain
 from .training import KEEP, POLL_S, WAITING, _resume
 
 # --- the live view --------------------------------------------------------------------------------
@@ -24,7 +24,7 @@ def _duration(seconds) -> str:
 
 def _progress_text(status: dict) -> str:
     progress = float(status.get("progress") or 0)
-    parts = [f"{progress:.0%} done" if progress else "", status.get("message") or "",
+    parts = [f"{progress:.0%} done" if progress else "", plain(status.get("message") or ""),
              _duration(status.get("eta_seconds"))]
     if status.get("images_per_second"):
         parts.append(f"{status['images_per_second']:,.0f} images/s")
@@ -34,10 +34,10 @@ def _progress_text(status: dict) -> str:
 def _describe(config: dict) -> str:
     lr = config.get("lr")
     lr = f"{lr:.0e}" if isinstance(lr, float) else lr
-    return (f"`{config.get('backbone')}` · **{config.get('strategy')}** · up to {config.get('epochs')} epochs · "
-            f"learning rate {lr} · batch {config.get('batch_size')} · {config.get('img_size')} px · "
-            f"augmentation {config.get('augment') if isinstance(config.get('augment'), str) else 'custom'} · "
-            f"{config.get('device')}")
+    augment = config.get("augment") if isinstance(config.get("augment"), str) else "custom"
+    return (f"{code(config.get('backbone'))} · **{plain(config.get('strategy'))}** · up to "
+            f"{plain(config.get('epochs'))} epochs · learning rate {plain(lr)} · batch {plain(config.get('batch_size'))}"
+            f" · {plain(config.get('img_size'))} px · augmentation {plain(augment)} · {plain(config.get('device'))}")
 
 
 def show_run(run_id: str, infos: list) -> None:
@@ -59,14 +59,14 @@ def _run_view(run_id: str, drawn_state: str) -> None:
     state = status.get("state")
     if state != drawn_state:
         st.rerun()  # started or finished: redraw the whole page once (runs table, timer on or off)
-    st.markdown(f"Settings: {_describe(config)} · id `{run_id}`")  # its name is in the picker above
+    st.markdown(f"Settings: {_describe(config)} · id {code(run_id)}")  # its name is in the picker above
     if state == "queued" and status.get("message") == WAITING:
         place = jobs.queue_position(run_id)
-        st.info(f"Waiting for the {config.get('device')}{f', number {place} in the queue' if place else ''}: "
+        st.info(f"Waiting for the {plain(config.get('device'))}{f', number {place:,} in the queue' if place else ''}: "
                 "this run starts when the one before it ends.", icon=":material/hourglass_top:")
         _stop_button(run_id, "Cancel this run")
     elif state == "queued":  # the job process is loading PyTorch; it has not asked for the device yet
-        st.progress(0.0, text=f"Starting the training process… ({status.get('message') or 'queued'})")
+        st.progress(0.0, text=f"Starting the training process… ({plain(status.get('message') or 'queued')})")
         _stop_button(run_id)
     elif state == "running":
         st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0), text=_progress_text(status))
@@ -87,21 +87,21 @@ def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -
         best = result.get("best_epoch", "?")
         # finetune's best can be its last-layer stage (epoch 0): the network stage did not beat it
         cols[2].metric("Best epoch", "last-layer stage" if best == 0 and config.get("strategy") == "finetune"
-                       else f"{best} of {result.get('epochs', '?')}")
+                       else f"{plain(best)} of {plain(result.get('epochs', '?'))}")
         cols[3].metric("Training time", f"{result.get('seconds', 0):.0f} s")
         for note in config.get("notes") or []:
-            st.caption(note)
+            st.caption(plain(note))
         st.success("Training finished. The best model is saved; see what it gets right and wrong on the "
                    "Evaluate page.")
         st.page_link(nav.EVALUATE.path, label="Go to Evaluate", icon=":material/arrow_forward:")
     elif state == "failed":
-        st.error(f"The run failed: {message}")
+        st.error(f"The run failed: {plain(message)}")
         show_log_tail(run_id)
     elif state == "cancelled":
-        st.warning(message or "Stopped.")
+        st.warning(plain(message) or "Stopped.")
         show_best_so_far(run_id, config, records)
     elif state == "interrupted":
-        st.warning(message)
+        st.warning(plain(message))
         show_best_so_far(run_id, config, records)
         if st.button("Resume training", key=f"train.resume.{run_id}", icon=":material/play_arrow:"):
             _resume(run_id)
@@ -156,7 +156,7 @@ def _lr_view(run_id: str, polling: bool) -> None:
     state = status.get("state")
     if polling and state not in runs.ACTIVE_STATES:
         st.rerun()
-    what = f"{config.get('strategy')} with `{config.get('backbone')}`"
+    what = f"{plain(config.get('strategy'))} with {code(config.get('backbone'))}"
     if state in runs.ACTIVE_STATES:
         text = "Waiting for the device" if state == "queued" else _progress_text(status)
         st.progress(float(status.get("progress") or 0), text=f"Searching a learning rate for {what}: {text}")
@@ -164,7 +164,7 @@ def _lr_view(run_id: str, polling: bool) -> None:
         return
     found = workspace.read_json(runs.run_dir(run_id) / "lr_find.json") if state == "done" else None
     if not found:
-        st.warning(f"The learning-rate search for {what} did not finish: {status.get('message') or state}")
+        st.warning(f"The learning-rate search for {what} did not finish: {plain(status.get('message') or state)}")
         return
     suggestion = float(found["suggestion"])
     st.markdown(f"**Learning-rate search** for {what}: the loss falls fastest near **{suggestion:.1e}**.")

@@ -73,27 +73,27 @@ def show_dataset_nudge() -> bool:
 
 def show_coming_soon(lines: list[str]) -> None:
     """What a page that is not built yet will let you do, in plain words."""
-    st.markdown("**Coming to this page:**\n" + "\n".join(f"- {line}" for line in lines))
+    st.markdown("**Coming to this page:**\n" + "\n".join(f"- {plain(line)}" for line in lines))
 
 
 def show_import_report(report: dict) -> None:
     """What an import did: images kept, files skipped with reasons, warnings."""
-    classes = ", ".join(f"{k} ({v:,})" for k, v in report.get("class_counts", {}).items())
-    st.markdown(f"Imported **{report['images']:,} images** into **{report['name']}** from "
-                f"{report['source']} in {report.get('seconds', 0):.1f} s. "
+    classes = ", ".join(f"{plain(k)} ({v:,})" for k, v in report.get("class_counts", {}).items())
+    st.markdown(f"Imported **{report['images']:,} images** into **{plain(report['name'])}** from "
+                f"{plain(report['source'])} in {report.get('seconds', 0):.1f} s. "
                 f"The dataset now has {len(report.get('class_counts', {}))} classes: {classes}.")
     skipped = report.get("skipped_files") or []
     if skipped:
         reasons = Counter(item["reason"] for item in skipped)
         st.markdown(f"**Skipped {len(skipped):,} files**: "
-                    + ", ".join(f"{reason} ({n:,})" for reason, n in reasons.most_common()) + ".")
+                    + ", ".join(f"{plain(reason)} ({n:,})" for reason, n in reasons.most_common()) + ".")
         show_skipped(skipped)
     else:
         st.caption("No files were skipped.")
     if report.get("ignored"):
         st.caption(f"{report['ignored']:,} hidden or system files (such as .DS_Store or __MACOSX) were ignored.")
     for warning in report.get("warnings") or []:
-        st.warning(warning)
+        st.warning(plain(warning))
 
 
 def show_last_import(name: str) -> None:
@@ -122,7 +122,7 @@ def show_overview(name: str) -> None:
     splits = summary["splits"]
     cols = st.columns(6 if summary["excluded"] else 5)
     cols[0].metric("Images", f"{summary['images']:,}")
-    cols[1].metric("Classes", summary["classes"])
+    cols[1].metric("Classes", f"{summary['classes']:,}")
     cols[2].metric("Train", f"{splits['train']:,}")
     cols[3].metric("Validation", f"{splits['val']:,}")
     cols[4].metric("Test", f"{splits['test']:,}")
@@ -170,12 +170,12 @@ def show_image_details(name: str, row) -> None:
         st.warning("This image could not be read; it may have been removed or damaged.")
     split = SPLIT_WORDS.get(row.split, row.split)
     st.markdown(f"**{plain(Path(str(row.source)).name)}**  \n"
-                f"Label **{plain(row.label)}** · {split} split · {_size_text(row)}")
+                f"Label **{plain(row.label)}** · {plain(split)} split · {_size_text(row)}")
     st.caption(f"Stored as {plain(row.path)}")
 
 
 def _open(name: str, row) -> None:
-    st.dialog(Path(str(row.source)).name[:60], width="medium")(show_image_details)(name, row)
+    st.dialog(plain(Path(str(row.source)).name[:60]), width="medium")(show_image_details)(name, row)
 
 
 def _tile(name: str, folder: Path, row, i: int) -> bool:
@@ -216,7 +216,7 @@ def show_thumbnail_grid(name: str) -> None:
     grid = st.container(horizontal=True, gap="small")
     with grid:
         shown = sum(_tile(name, folder, row, i) for i, row in enumerate(chunk.itertuples(index=False)))
-    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {len(rows):,} in class '{label}'. "
+    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {len(rows):,} in class '{plain(label)}'. "
                "Click an image to see it large.")
     if shown < len(chunk):
         st.warning(f"{len(chunk) - shown} images on this page could not be read; they may have been removed "
@@ -230,22 +230,22 @@ def dataset_manage_controls(name: str) -> None:
         try:
             renamed = workspace.rename_dataset(name, (new or "").strip())
         except WorkspaceError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             state.set_active(renamed)
-            state.flash(f"Renamed '{name}' to '{renamed}'.")
+            state.flash(f"Renamed '{plain(name)}' to '{plain(renamed)}'.")
             st.rerun()
     st.divider()
     confirm_key = f"data.manage.delete_confirm.{name}"
-    confirm = st.checkbox(f"Yes, delete '{name}' and all its images. This cannot be undone.", key=confirm_key)
+    confirm = st.checkbox(f"Yes, delete '{plain(name)}' and all its images. This cannot be undone.", key=confirm_key)
     if st.button("Delete dataset", key="data.manage.delete", disabled=not confirm, type="primary"):
         try:
             workspace.delete_dataset(name)
         except (WorkspaceError, OSError) as exc:
-            st.error(f"Could not delete '{name}': {exc}")
+            st.error(f"Could not delete '{plain(name)}': {plain(exc)}")
             return
         st.session_state.pop(confirm_key, None)
         rest = workspace.list_datasets()
         state.set_active(rest[0] if rest else None)
-        state.flash(f"Deleted '{name}'.")
+        state.flash(f"Deleted '{plain(name)}'.")
         st.rerun()
