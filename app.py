@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from imgcls import access
 from imgcls.ui import demo, errors, nav, preload, signin, state, tidy, widgets
 
 # An emoji, drawn by the browser itself: a Material icon here is fetched from Google's font server, which
@@ -16,6 +17,11 @@ def _page(info: nav.PageInfo, default: bool = False) -> st.Page:
 
 # While a page draws, the libraries the later pages need are not imported in the background (see preload).
 with preload.page_run():
+    try:
+        access.load_config()
+    except access.ConfigError as exc:  # the operator's imgcls.toml: say which line of it to mend
+        st.error(str(exc), icon=":material/settings:")
+        st.stop()
     user = signin.enter()
     gate = demo.QUERY in st.query_params or "run" in st.query_params or (signin.auth_configured() and not user)
     # /demo stays routable, out of the menu: the address older demo links used (they now open nothing)

@@ -164,6 +164,13 @@ def cmd_runs(args) -> dict:
     return {"runs": rows}
 
 
+def _web_address(text: str) -> str:
+    """An http(s) address, refused by the parser otherwise (before anything is published)."""
+    if not text.startswith(("http://", "https://")) or len(text) < 10:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a web address: it starts with http:// or https://")
+    return text.rstrip("/")
+
+
 def cmd_publish(args) -> dict:
     """Give a run's demo a shareable link (a new unguessable token, or the one it already has)."""
     from . import access, demo
@@ -410,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = verbs.add_parser("publish", help="share a run's predict view: prints the demo link")
     p.add_argument("run")
-    p.add_argument("--base-url", help="the address others reach the demo server at, e.g. http://10.0.0.5:8502")
+    p.add_argument("--base-url", type=_web_address, help="the address others reach the demo server at, e.g. http://10.0.0.5:8502")
     p.add_argument("--expires", type=ranges.EXPIRES.parse, metavar="DAYS",
                    help="the link stops working after this many days")
     p.set_defaults(func=cmd_publish)

@@ -153,3 +153,22 @@ def test_a_background_job_works_in_its_users_workspace(signin_secrets):
     assert not (server / "runs").exists() and not (server / "datasets").exists()
     assert (alice / "runs" / run_id / "model.safetensors").exists()
     assert (server / "locks" / "cpu.lock").exists()  # the device is taken in turns by the whole server
+
+
+def test_a_broken_operator_config_is_one_sentence_naming_the_file(app_home):
+    from authhelpers import write_config
+
+    path = write_config(app_home, 'public_url = "https://x.example.org"\nquota = 3\n')
+    at = app_as(None)
+    assert len(at.error) == 1 and str(path) in at.error[0].value and "quota" in at.error[0].value
+    assert not at.exception
+
+
+def test_publish_refuses_an_address_that_is_not_a_web_address(app_home):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "imgcls", "publish", "some-run", "--base-url", "ftp://x"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "is not a web address" in proc.stderr
+    assert not (app_home / "demos.json").exists()
