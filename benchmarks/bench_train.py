@@ -7,6 +7,10 @@ RandomResizedCrop + flip, SGD(lr=0.001, momentum=0.9), StepLR(7, 0.1), batch 4, 
 every epoch; it records when validation accuracy first reaches the target.
 Usage: python benchmarks/bench_train.py [--strategies linear finetune] [--seeds 0 1 2]
        [--reference-epochs 10] [--target 0.93]
+
+With --health-sizes, a health check (embedding at each size given) and then a default linear run in one
+fresh workspace instead, each timed: whether the run finds the check's decoded images and features.
+       python benchmarks/bench_train.py --health-sizes 224 256 [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -41,6 +45,36 @@ def ours(zip_path: Path, strategy: str, seed: int, extra: list[str]) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"strategy": strategy, "seed": seed, "val_accuracy": result["val_accuracy"], "wall_s": wall,
             "epochs": result["epochs"]}
+
+
+def health_then_train(zip_path: Path, size: int, seed: int) -> dict:
+    """Import, a health check embedding at `size`, then a default linear run, in one fresh workspace."""
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, IMGCLS_HOME=home)
+        cli = [sys.executable, "-m", "imgcls"]
+        subprocess.run(cli + ["import", str(zip_path), "--name", "hym", "--json"], env=env, cwd=ROOT,
+                       check=True, capture_output=True)
+        check = f"from imgcls import health; health.check('hym', img_size={size})"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", check], env=env, cwd=ROOT, check=True, capture_output=True)
+        health_s = time.perf_counter() - start
+        out = subprocess.run(cli + ["train", "--dataset", "hym", "--strategy", "linear", "--seed", str(seed),
+                                    "--json"], env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+        train_s = time.perf_counter() - start - health_s
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"health_size": size, "seed": seed, "health_s": health_s, "train_s": train_s,
+            "total_s": health_s + train_s, "val_accuracy": result["val_accuracy"]}
+
+
+def print_health_then_train(rows: list[dict]) -> None:
+    med = statistics.median
+    print("\n| health check at | health (median) | then linear run (median) | together (median) | runs |")
+    print("|---|---|---|---|---|")
+    for size in dict.fromkeys(r["health_size"] for r in rows):
+        mine = [r for r in rows if r["health_size"] == size]
+        print(f"| {size} px | {med(r['health_s'] for r in mine):.1f} s | {med(r['train_s'] for r in mine):.1f} s | "
+              f"{med(r['total_s'] for r in mine):.1f} s | "
+              + ", ".join(f"{r['health_s']:.0f}+{r['train_s']:.0f}s" for r in mine) + " |")
 
 
 def reference(zip_path: Path, seed: int, epochs: int, target: float) -> dict:
@@ -98,8 +132,18 @@ def main() -> None:
     parser.add_argument("--reference-epochs", type=int, default=10)
     parser.add_argument("--reference-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--target", type=float, default=0.93)
+    parser.add_argument("--health-sizes", nargs="+", type=int,
+                        help="time a health check at each size followed by a default linear run")
     args = parser.parse_args()
     zip_path = Path(args.zip)
+    if args.health_sizes:
+        rows = []
+        for seed in args.seeds:  # sizes in turn within each seed: a busy machine slows them alike
+            for size in args.health_sizes if seed % 2 == 0 else args.health_sizes[::-1]:
+                rows.append(health_then_train(zip_path, size, seed))
+                print(json.dumps(rows[-1]), flush=True)
+        print_health_then_train(rows)
+        return
     # the reference first: the ratio needs it even if a long strategy is cut short
     refs = [reference(zip_path, s, args.reference_epochs, args.target) for s in args.reference_seeds]
     rows = []

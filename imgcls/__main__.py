@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 from . import ranges, workspace
+from .trainconfig import TrainConfig
 
 
 def _print_progress(fraction: float, text: str) -> None:
@@ -76,10 +79,7 @@ def cmd_backbones(args) -> dict:
 
 def cmd_train(args) -> dict:
     """Train a classifier on a dataset (or run/resume a prepared run) and report the result."""
-    from . import dist, jobs, runnames, runs
-
-    if args.run and dist.is_main():  # a run the app started: queue for the device, then show it running,
-        jobs.claim_device(args.run)  # before importing torch, which takes seconds
+    from . import dist, runnames, runs
     from .train import TrainConfig, prepare_run, resolve_device, run
 
     echo = (lambda text: print(text, file=sys.stderr)) if args.json else print
@@ -92,13 +92,8 @@ def cmd_train(args) -> dict:
     else:
         if not args.dataset:
             raise ValueError("Say which dataset to train on: --dataset NAME.")
-        config = TrainConfig(dataset=args.dataset, backbone=args.backbone, strategy=args.strategy,
-                             epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, img_size=args.img_size,
-                             augment=args.augment, seed=args.seed, device=args.device, compile=args.compile,
-                             workers=args.workers, patience=args.patience, weight_decay=args.weight_decay,
-                             label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs,
-                             layer_decay=args.layer_decay, unfreeze=args.unfreeze, head_epochs=args.head_epochs,
-                             task="lr_find" if args.lr_find else "train")
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                                if hasattr(args, f.name)})  # a field left off the command line: its default
         run_id = dist.share(prepare_run(config) if dist.is_main() else None)
         echo(f"Run {run_id} ({runnames.display_name(run_id)}): {runs.run_dir(run_id)}")
     try:
@@ -207,7 +202,7 @@ def cmd_serve_demo(args) -> dict:
 
 def cmd_stop(args) -> dict:
     """Stop a running or queued training job; the best model it saved so far stays usable."""
-    from .jobs import stop
+    from .runjobs import stop
 
     stop(args.run)
     row = run_row(args.run)
@@ -284,6 +279,16 @@ def cmd_experiment(args) -> dict:
     return result
 
 
+def cmd_measure_labels(args) -> dict:
+    """Measure what each transform of a queued label-safety measurement does to accuracy (the app's job)."""
+    from .measurejob import run_job
+
+    result = run_job(args.name, args.key, echo=None if args.json or not sys.stderr.isatty() else _print_progress)
+    if not args.json:
+        print(f"Measured {len(result['transforms'])} transform(s) on '{args.name}' in {result['seconds']:.1f} s.")
+    return result
+
+
 def cmd_health(args) -> dict:
     """Check a dataset for wrong labels, copies, leaks and poor images; print the score and findings."""
     from .health import check
@@ -331,6 +336,38 @@ class _Parser(argparse.ArgumentParser):
         raise Refused(f"{message.rstrip('.')}. See: {self.prog} --help")
 
 
+def _add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One option per field of a config dataclass (`--batch-size` for batch_size), with the field's default and
+    the help line and form its metadata gives (trainconfig.option); numbers are checked with ranges.TRAIN."""
+    hints = typing.get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        form = f.metadata
+        if form.get("cli", True) is False:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else \
+            None if f.default is dataclasses.MISSING else f.default
+        common = {"dest": f.name, "default": default, "help": form.get("help")}
+        if "flag" in form:  # a switch that sets the field to one value (--lr-find: task "lr_find")
+            option, value = form["flag"]
+            parser.add_argument(option, action="store_const", const=value, **common)
+        elif hints[f.name] is bool:
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action=action, **common)
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=_parse_of(f.name, hints[f.name], form),
+                                choices=form.get("choices"), **common)
+
+
+def _parse_of(name: str, hint, form):
+    """How an option reads its text: the field's own parser, else its range, else its plain number type."""
+    if form.get("parse"):
+        return form["parse"]
+    if name in ranges.TRAIN:
+        return ranges.TRAIN[name].parse
+    kinds = [k for k in typing.get_args(hint) or (hint,) if k is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float) else None  # anything else stays text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All verbs and their options."""
     parser = _Parser(prog="python -m imgcls", description="imgcls: image classification from a folder of photos")
@@ -360,32 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
     verbs.add_parser("backbones", help="list backbones").set_defaults(func=cmd_backbones)
 
-    train = {name: allowed.parse for name, allowed in ranges.TRAIN.items()}  # the ranges TrainConfig checks
     p = verbs.add_parser("train", help="train a classifier on a dataset")
-    p.add_argument("--dataset", help="dataset name")
-    p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--strategy", default="linear", choices=["linear", "finetune", "full", "scratch"])
-    p.add_argument("--epochs", type=train["epochs"])
-    p.add_argument("--lr", type=ranges.lr_arg, help="learning rate, or 'auto' for the learning-rate finder")
-    p.add_argument("--batch-size", type=train["batch_size"])
-    p.add_argument("--img-size", type=train["img_size"])
-    p.add_argument("--augment", default="saved",
-                   help="saved (the dataset's pipeline, else light), none, light, medium, heavy, or a JSON/YAML file")
-    p.add_argument("--seed", type=train["seed"], default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--workers", type=train["workers"], help="DataLoader worker processes (default: automatic)")
-    p.add_argument("--patience", type=train["patience"],
-                   help="early stopping: epochs without a better validation loss")
-    p.add_argument("--weight-decay", type=train["weight_decay"], default=0.05)
-    p.add_argument("--label-smoothing", type=train["label_smoothing"], default=0.1)
-    p.add_argument("--warmup-epochs", type=train["warmup_epochs"], default=1.0)
-    p.add_argument("--layer-decay", type=train["layer_decay"], default=0.7,
-                   help="learning-rate factor per layer, top to bottom")
-    p.add_argument("--unfreeze", type=train["unfreeze"], default=8, help="finetune: how many top layer groups learn")
-    p.add_argument("--head-epochs", type=train["head_epochs"], default=30,
-                   help="finetune: epochs of the head-only stage")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    p.add_argument("--lr-find", action="store_true", help="only run the learning-rate finder")
+    _add_config_options(p, TrainConfig)
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # a run prepared by the app
     p.set_defaults(func=cmd_train)
@@ -436,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset name")
     p.add_argument("--mode", default="quick", choices=["quick", "thorough"],
                    help="quick: linear probes on cached features; thorough: real fine-tuning runs")
-    p.add_argument("--seed", type=train["seed"], default=0)
+    p.add_argument("--seed", type=ranges.TRAIN["seed"].parse, default=0)
     p.add_argument("--id", help="experiment id: write config, status and result under experiments/ID")
     p.set_defaults(func=cmd_experiment)
     p = verbs.add_parser("health", help="check a dataset: wrong labels, copies, leaks, poor images")
@@ -444,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (features are cached either way)")
     p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a background check started by the app
     p.set_defaults(func=cmd_health)
+    p = verbs.add_parser("measure-labels", help=argparse.SUPPRESS)  # the Augment page's background measurement
+    p.add_argument("name")
+    p.add_argument("--key", required=True)
+    p.set_defaults(func=cmd_measure_labels)
     p = verbs.add_parser("report", help="write the health report as one HTML file")
     p.add_argument("name")
     p.add_argument("--out", required=True, help="the HTML file to write")

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import demo, runs, workspace
+from . import demo, workspace
+from .jobs import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demo_app.py"
@@ -44,7 +45,8 @@ def command(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> list[str]:
 
 def serve(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> int:
     """Serve the demos in this process until it is stopped (the CLI's `serve-demo`)."""
-    workspace.atomic_write_json(_record(), {"pid": os.getpid(), "port": port, "address": address})
+    workspace.atomic_write_json(_record(), {"pid": os.getpid(), "pid_started": procs.started_at(os.getpid()),
+                                            "port": port, "address": address})
     env = _env()
     if hasattr(os, "execve"):  # the recorded pid becomes Streamlit's own
         os.execve(sys.executable, command(port, address), env)
@@ -53,16 +55,14 @@ def serve(port: int = demo.DEMO_PORT, address: str = "0.0.0.0") -> int:
 
 def start(port: int = demo.DEMO_PORT) -> int:
     """Start the demo server in the background (from the Publish panel); returns its pid."""
-    proc = subprocess.Popen([sys.executable, "-m", "imgcls", "serve-demo", "--port", str(port)], cwd=ROOT,
-                            env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    workspace.atomic_write_json(_record(), {"pid": proc.pid, "port": port, "address": "0.0.0.0"})
-    return proc.pid
+    pid, started = procs.spawn(procs.python_argv("serve-demo", "--port", str(port)), Path(os.devnull), _env(), ROOT)
+    workspace.atomic_write_json(_record(), {"pid": pid, "pid_started": started, "port": port, "address": "0.0.0.0"})
+    return pid
 
 
 def status() -> dict | None:
     """The running demo server's pid, port and address, or None."""
     record = workspace.read_json(_record(), None)
-    if not record or not runs.pid_alive(record.get("pid")):
+    if not record or not procs.alive(record.get("pid"), record.get("pid_started")):
         return None
     return record

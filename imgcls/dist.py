@@ -58,9 +58,11 @@ def share(value):
 
 
 def local_device(device: str) -> str:
-    """On CUDA each process uses the GPU of its local rank."""
+    """On CUDA each process uses the GPU of its local rank; a job given one GPU by its slot sees it as cuda:0."""
     if device.startswith("cuda") and active():
         return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    if device.startswith("cuda") and os.environ.get("IMGCLS_JOB_SLOT", "").startswith("cuda:"):
+        return "cuda:0"  # CUDA_VISIBLE_DEVICES names only that GPU
     return device
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import imgcache, runs, versions, workspace
+from . import runs, versions, workspace
+from .preprocess import Preprocess
 
 # torch, the model and scikit-learn load inside the functions that need them: the Evaluate page reads saved
 # evaluations through this module, and importing them would cost seconds on every fresh server
@@ -15,10 +16,10 @@ RELIABILITY_BINS = 10
 def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bool) -> np.ndarray:
     from .loops import predict_arrays
 
-    dcfg, size = config["data_config"], config["img_size"]
-    probs = predict_arrays(model, images, size, dcfg["mean"], dcfg["std"], device)
+    pre = Preprocess.for_run(config)
+    probs = predict_arrays(model, images, pre.img_size, pre.mean, pre.std, device)
     if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
-        probs = (probs + predict_arrays(model, images[:, :, ::-1], size, dcfg["mean"], dcfg["std"], device)) / 2
+        probs = (probs + predict_arrays(model, images[:, :, ::-1], pre.img_size, pre.mean, pre.std, device)) / 2
     return probs
 
 
@@ -27,10 +28,7 @@ def _cached_features(config: dict, hashes: list[str]) -> np.ndarray | None:
     any is missing. The same preprocessing and weights, so the head on them is the model's own answer."""
     if config.get("strategy") != "linear":
         return None
-    from .features import feature_key
-
-    key = feature_key(config["backbone"], config["weights"], config["data_config"], config["img_size"])
-    root = workspace.cache_dir("features") / key
+    root = workspace.cache_dir("features") / Preprocess.for_run(config).feature_key()
     out = []
     for digest in hashes:
         try:
@@ -50,9 +48,8 @@ def split_probabilities(model, config: dict, df: pd.DataFrame, tta: bool, device
         if feats is not None:
             head = model.get_classifier()
             return head(torch.from_numpy(feats).to(device)).float().softmax(1).cpu().numpy()
-        side = imgcache.cache_size(config["img_size"], config["data_config"]["crop_pct"])
-        images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
-                                      df["hash"].tolist(), side, config["data_config"]["interpolation"])
+        images = Preprocess.for_run(config).load_images(workspace.dataset_dir(config["dataset"]),
+                                                         df["path"].tolist(), df["hash"].tolist())
         return _probabilities(model, images, config, device, tta)
 
 

@@ -7,15 +7,15 @@ validation images are cached under keys of their own.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from . import augment, features, imgcache, workspace
+from . import augment, workspace
+from .preprocess import Preprocess, weights_id
 
 Progress = Callable[[float, str], None]
 
@@ -35,8 +35,7 @@ class LabData:
     dataset: str
     backbone: str
     classes: list[str]
-    dcfg: dict
-    size: int
+    pre: Preprocess  # the backbone's pretrained weights at the lab's size
     images: np.ndarray  # training images first, then validation, uint8 N×side×side×3
     hashes: list[str]
     paths: list[str]
@@ -47,6 +46,11 @@ class LabData:
     @property
     def n_train(self) -> int:
         return len(self.y_tr)
+
+    @property
+    def size(self) -> int:
+        """The network's input size: the side of the centre crop."""
+        return self.pre.img_size
 
 
 def _cap(df, per_class: int | None, seed: int):
@@ -61,7 +65,6 @@ def _cap(df, per_class: int | None, seed: int):
 def load(dataset: str, backbone: str, img_size: int | None = None, seed: int = 0, max_train: int | None = None,
          max_val: int | None = None, progress: Progress | None = None) -> LabData:
     """The training and validation images of a dataset (excluded ones left out), decoded and cached."""
-    from .models import data_config
     from .train import check_dataset
 
     df = workspace.read_manifest(dataset)
@@ -69,44 +72,23 @@ def load(dataset: str, backbone: str, img_size: int | None = None, seed: int = 0
     check_dataset(df)  # the same plain refusals as training: one class, no validation images…
     train = _cap(df[df["split"] == "train"], max_train, seed)
     val = _cap(df[df["split"] == "val"], max_val, seed)
-    dcfg = data_config(backbone)
-    size = int(img_size or dcfg["input_size"][-1])
-    side = imgcache.cache_size(size, dcfg["crop_pct"])
+    pre = Preprocess.for_backbone(backbone, img_size)
     paths, hashes = list(train["path"]) + list(val["path"]), list(train["hash"]) + list(val["hash"])
-    images = imgcache.load_images(workspace.dataset_dir(dataset), paths, hashes, side, dcfg["interpolation"],
-                                  progress=progress)
+    images = pre.load_images(workspace.dataset_dir(dataset), paths, hashes, progress=progress)
     classes = sorted(df["label"].unique())
     index = {c: i for i, c in enumerate(classes)}
-    return LabData(dataset, backbone, classes, dcfg, size, images, hashes, paths,
+    return LabData(dataset, backbone, classes, pre, images, hashes, paths,
                    train["label"].map(index).to_numpy(), val["label"].map(index).to_numpy())
-
-
-@functools.lru_cache(maxsize=2)
-def _model(backbone: str, pretrained: bool, seed: int):
-    """The backbone in eval mode (read only and no workspace data, so every workspace shares it); random
-    weights are seeded."""
-    import torch
-
-    from .models import create_model
-
-    torch.manual_seed(seed)
-    return create_model(backbone, num_classes=2, pretrained=pretrained).eval()
-
-
-def _weights_id(backbone: str, pretrained: bool, seed: int) -> str:
-    from .models import DEFAULT_BACKBONE, bundled_weights_path
-
-    if not pretrained:
-        return f"random-init-seed{seed}"
-    return os.path.basename(bundled_weights_path()) if backbone == DEFAULT_BACKBONE else f"timm:{backbone}"
 
 
 def _extract(lab: LabData, images: np.ndarray, hashes: list[str], extra: dict, pretrained: bool = True,
              seed: int = 0, progress: Progress | None = None) -> np.ndarray:
-    key = features.feature_key(lab.backbone, _weights_id(lab.backbone, pretrained, seed), {**lab.dcfg, **extra},
-                               lab.size)
-    model = _model(lab.backbone, pretrained, seed)
-    return features.extract(model, images, hashes, key, lab.dcfg, lab.size, progress=progress)
+    from .models import frozen_backbone
+
+    # random weights are seeded, and cached under a name of their own
+    pre = lab.pre if pretrained else dataclasses.replace(lab.pre, weights=weights_id(lab.backbone, False, seed))
+    return pre.extract(frozen_backbone(lab.backbone, pretrained, seed), images, hashes, extra=extra,
+                       progress=progress)
 
 
 def clean_features(lab: LabData, pretrained: bool = True, seed: int = 0,

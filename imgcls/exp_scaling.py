@@ -118,7 +118,7 @@ def size_text(nb: dict, table: list[dict]) -> str:
     return text
 
 
-def _rank_label_errors(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def rank_label_errors(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Training images ordered from most to least suspect label, by the Review page's ranking."""
     from .labelerrors import rank
 
@@ -147,7 +147,7 @@ def label_noise(lab, cfg, say) -> dict:
         acc = accuracy(fit_probe(f_tr, noisy), f_va, lab.y_va)
         found = None
         if len(flipped):
-            top = _rank_label_errors(f_tr, noisy)[:len(flipped)]
+            top = rank_label_errors(f_tr, noisy)[:len(flipped)]
             found = int(np.isin(top, flipped).sum())
         rows.append({"flipped (%)": round(100 * share, 1), "flipped images": len(flipped), "validation accuracy": acc,
                      "found in top": found, "found share": found / len(flipped) if found is not None else None})

@@ -166,7 +166,7 @@ def label_noise(cfg, say) -> dict:
         made.append(trained["run"])
         found = None
         if len(flipped):
-            top = exp_scaling._rank_label_errors(f_tr, noisy)[:len(flipped)]
+            top = exp_scaling.rank_label_errors(f_tr, noisy)[:len(flipped)]
             found = int(np.isin(top, flipped).sum())
         rows.append({"flipped (%)": round(100 * share, 1), "flipped images": len(flipped),
                      "validation accuracy": last_epoch(trained)["val_accuracy"], "found in top": found,

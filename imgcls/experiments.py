@@ -7,20 +7,14 @@ fine-tunes real training runs, which appear in the runs list like any other.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import quotas, workspace  # light imports only: torch loads when an experiment runs, not when a page lists them
+from . import jobs, quotas, workspace  # light imports only: torch loads when an experiment runs, not when a page lists them
 
 KINDS = {
     "transfer": "Pretrained against random starting weights, with the same training budget: curves and accuracy.",
@@ -32,8 +26,7 @@ KINDS = {
                    "finds.",
 }
 MODES = ("quick", "thorough")
-STATES = ("queued", "running", "done", "failed", "cancelled")
-ROOT = Path(__file__).resolve().parents[1]
+STATES = tuple(s.value for s in jobs.State)
 
 
 @dataclass
@@ -146,12 +139,9 @@ def new_id(config: ExperimentConfig) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:4]}"
 
 
-def _write_status(exp_id: str, **fields) -> dict:
-    path = exp_dir(exp_id) / "status.json"
-    status = workspace.read_json(path, {}) or {}
-    status.update(fields, updated=time.time())
-    workspace.atomic_write_json(path, status)
-    return status
+def status_path(exp_id: str) -> Path:
+    """The experiment's status file (the job system's format)."""
+    return exp_dir(exp_id) / "status.json"
 
 
 def prepare(config: ExperimentConfig, exp_id: str | None = None) -> str:
@@ -161,40 +151,28 @@ def prepare(config: ExperimentConfig, exp_id: str | None = None) -> str:
     exp_id = exp_id or new_id(cfg)
     exp_dir(exp_id).mkdir(parents=True, exist_ok=True)
     workspace.atomic_write_json(exp_dir(exp_id) / "config.json", dataclasses.asdict(cfg))
-    _write_status(exp_id, state="queued", progress=0.0, message="Waiting to start", pid=None, created=time.time())
+    jobs.write_status(status_path(exp_id), state="queued", progress=0.0, message="Waiting to start", pid=None,
+                      created=time.time())
     return exp_id
 
 
 def start(config: ExperimentConfig) -> str:
-    """Start the experiment as a background process (`python -m imgcls experiment … --id ID`); return its id.
+    """Queue the experiment as a background job (`python -m imgcls experiment … --id ID`); its id.
     A QuotaError, before anything is made, when the workspace runs the most jobs allowed or is full."""
-    with quotas.job_slot():
-        exp_id = prepare(config)
     cfg = config.resolved()
-    log = open(exp_dir(exp_id) / "log.txt", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgcls", "experiment", cfg.kind, "--dataset", cfg.dataset, "--mode", cfg.mode,
-         "--seed", str(cfg.seed), "--id", exp_id],
-        cwd=ROOT, env=workspace.job_env(),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: a server restart does not take it down
-    )
-    log.close()
-    _write_status(exp_id, pid=proc.pid)
+    with quotas.job_slot():
+        exp_id = prepare(cfg)
+        jobs.submit(status_path(exp_id), ["experiment", cfg.kind, "--dataset", cfg.dataset, "--mode", cfg.mode,
+                                          "--seed", str(cfg.seed), "--id", exp_id],
+                    jobs.default_device() if cfg.mode == "thorough" else "cpu", log=exp_dir(exp_id) / "log.txt",
+                    label=f"experiment/{exp_id}")
     return exp_id
-
-
-class Stopped(Exception):
-    """The experiment was asked to stop."""
-
-
-def _on_term(*_) -> None:
-    raise Stopped()
 
 
 def run_job(exp_id: str, config: ExperimentConfig | None = None,
             echo: Callable[[float, str], None] | None = None) -> dict:
-    """Run an experiment under an id in this process, keeping its status.json and result.json up to date."""
+    """Run an experiment under an id in this process, keeping its status.json and result.json up to date;
+    a stop request ends it at its next progress step."""
     saved = read_config(exp_id)
     if saved:  # prepared by start(): its config.json is the whole truth
         config = ExperimentConfig.from_dict(saved)
@@ -202,52 +180,18 @@ def run_job(exp_id: str, config: ExperimentConfig | None = None,
         raise workspace.WorkspaceError(f"There is no experiment '{exp_id}'.")
     else:
         prepare(config, exp_id)
-    signal.signal(signal.SIGTERM, _on_term)
-    last = {"t": 0.0}
-
-    def progress(fraction: float, message: str) -> None:
-        if echo:
-            echo(fraction, message)
-        if time.time() - last["t"] > 0.5 or fraction >= 1:  # a few writes a second at most
-            _write_status(exp_id, progress=round(min(max(fraction, 0.0), 1.0), 4), message=message)
-            last["t"] = time.time()
-
-    _write_status(exp_id, state="running", pid=os.getpid(), started=time.time(), message="Starting")
-    try:
-        result = run_experiment(config, progress)
-    except BaseException as exc:
-        stopped = isinstance(exc, (Stopped, KeyboardInterrupt)) or type(exc).__name__ == "Cancelled"
-        _write_status(exp_id, state="cancelled" if stopped else "failed", finished=time.time(),
-                      message="Stopped by the user." if stopped else failure_message(exp_id, exc))
-        raise
-    workspace.atomic_write_json(exp_dir(exp_id) / "result.json", result)
-    _write_status(exp_id, state="done", progress=1.0, finished=time.time(), message="Finished")
+    path = status_path(exp_id)
+    device = jobs.default_device() if config.mode == "thorough" else "cpu"
+    with jobs.slots.hold(device), jobs.running(path, label=f"experiment/{exp_id}", what="The experiment", log=exp_dir(exp_id) / "log.txt",
+                                               shown_log=f"experiments/{exp_id}/log.txt", message="Starting"):
+        result = run_experiment(config, jobs.progress_writer(path, echo, every_s=0.5))
+        workspace.atomic_write_json(exp_dir(exp_id) / "result.json", result)
     return result
 
 
-def failure_message(exp_id: str, exc: BaseException) -> str:
-    """A plain sentence for a failed experiment; the traceback goes to its log.txt, when it has one."""
-    try:  # the training's own wording (out of memory → what to change); torch is loaded by now
-        from .train import _plain_error
-        text = _plain_error(exc)
-    except Exception:  # noqa: BLE001 - torch itself failed to load: the bare first line
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    message = f"The experiment stopped with an error: {text}" + ("" if text.endswith((".", "!", "?")) else ".")
-    log = exp_dir(exp_id) / "log.txt"  # start() sends the job's output there; a CLI run without --id has none
-    if log.exists():
-        with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
-            traceback.print_exception(exc, file=fh)
-        message += f" The full details are in experiments/{exp_id}/log.txt."
-    return message
-
-
 def status(exp_id: str) -> dict:
-    """The experiment's status; one whose process vanished reads as failed."""
-    st = workspace.read_json(exp_dir(exp_id) / "status.json", {}) or {}
-    just_made = st.get("pid") is None and time.time() - st.get("created", 0) < 30
-    if st.get("state") in ("queued", "running") and not just_made and not _alive(st.get("pid")):
-        st = dict(st, state="failed", message="The experiment process stopped unexpectedly (server restart or crash).")
-    return st
+    """The experiment's status; one whose process vanished reads as interrupted."""
+    return jobs.status(status_path(exp_id))
 
 
 def result(exp_id: str) -> dict | None:
@@ -261,41 +205,21 @@ def read_config(exp_id: str) -> dict:
 
 
 def stop(exp_id: str, grace_s: float = 2.0) -> dict:
-    """Stop a running experiment within a few seconds (its training runs, if any, are cancelled too)."""
-    st = status(exp_id)
-    pid = st.get("pid")
-    if st.get("state") not in ("queued", "running") or not _alive(pid):
-        return st
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(int(pid), signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):  # inside a long tensor operation: end it now
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(int(pid), signal.SIGKILL)
-        deadline = time.monotonic() + 5.0  # a killed process can take a moment to let go of its memory
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        _cancel_runs_of(int(pid))
-    if status(exp_id).get("state") not in ("cancelled", "done", "failed"):
-        _write_status(exp_id, state="cancelled", message="Stopped by the user.")
-    return status(exp_id)
+    """Stop a queued or running experiment within a few seconds (its training runs are cancelled too)."""
+    before = status(exp_id)
+    after = jobs.stop(status_path(exp_id), grace_s)
+    if before.get("state") in jobs.ACTIVE:
+        _cancel_runs_of(before.get("pid"))
+    return after
 
 
-def _alive(pid) -> bool:
-    from .runs import pid_alive
-
-    return pid_alive(pid)
-
-
-def _cancel_runs_of(pid: int) -> None:
-    """Training runs the killed experiment process was running are cancelled, not left 'interrupted'."""
+def _cancel_runs_of(pid) -> None:
+    """Training runs the experiment's process was running are cancelled, not left 'interrupted'."""
     from . import runs
 
     for run_id in runs.list_runs():
-        raw = workspace.read_json(runs.run_dir(run_id) / "status.json", {}) or {}
-        if raw.get("pid") == pid and raw.get("state") in runs.ACTIVE_STATES:
+        raw = jobs.statusfile.read_raw(runs.status_path(run_id))
+        if raw.get("pid") == pid and raw.get("state") in jobs.ACTIVE:
             runs.write_status(run_id, state="cancelled", message="Stopped with its experiment.")
 
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from . import runnames, runs, workspace
 from .images import decode
-from .imgcache import cache_size, to_tensor
-from .predict import Predictor, prepare
+from .imgcache import to_tensor
+from .predict import Predictor
+from .preprocess import Preprocess
 from .markdown import code, plain  # the one Markdown escape: the model card is Markdown too
 
 TEMPLATE = Path(__file__).with_name("templates") / "predict_standalone.py"
@@ -24,9 +25,9 @@ GOLDENS = 4
 
 def preprocessing(config: dict) -> dict:
     """The exact preprocessing as data, for code outside the app."""
-    dcfg, size = config["data_config"], config["img_size"]
-    return {"resize_shorter_side_to": cache_size(size, dcfg["crop_pct"]), "centre_crop_square": True,
-            "input_size": size, "interpolation": dcfg["interpolation"], "mean": dcfg["mean"], "std": dcfg["std"],
+    pre = Preprocess.for_run(config)
+    return {"resize_shorter_side_to": pre.side, "centre_crop_square": True,
+            "input_size": pre.img_size, "interpolation": pre.interpolation, "mean": pre.mean, "std": pre.std,
             "channels": "RGB", "layout": "N×3×H×W float32", "output": "logits; softmax gives probabilities"}
 
 
@@ -44,7 +45,7 @@ def _goldens(predictor: Predictor, config: dict, out: Path) -> tuple[np.ndarray,
     goldens = [{"file": n, "probabilities": [r["probabilities"][c] for c in config["classes"]]}
                for (n, _), r in zip(files, rows)]
     (out / "goldens" / "goldens.json").write_text(json.dumps(goldens, indent=2))
-    batch = np.stack([prepare(decode(data), config) for _, data in files]) if files else None
+    batch = np.stack([predictor.pre.prepare(decode(data)) for _, data in files]) if files else None
     return batch, np.array([g["probabilities"] for g in goldens])
 
 
@@ -55,14 +56,13 @@ def _save_traced(predictor: Predictor, config: dict, goldens: tuple[np.ndarray |
 
     example = torch.zeros(1, 3, config["img_size"], config["img_size"])
     batch, expected = goldens
-    dcfg = config["data_config"]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # no check_trace: it traces the model twice more to compare (two thirds of the export's time); the
         # network has no data-dependent branches, and the goldens below check the traced answers instead
         traced = torch.jit.trace(predictor.model, example, check_trace=False)
         if batch is not None:
-            got = traced(to_tensor(batch, dcfg["mean"], dcfg["std"])).softmax(1).numpy()
+            got = traced(to_tensor(batch, predictor.pre.mean, predictor.pre.std)).softmax(1).numpy()
             if not np.allclose(got, expected, atol=1e-4):
                 raise RuntimeError("The traced model does not give the app's answers on the test images.")
         traced.save(str(out / "model.torchscript.pt"))

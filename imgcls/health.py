@@ -161,8 +161,11 @@ def _label_checks(df: pd.DataFrame, emb: np.ndarray) -> dict:
             "outlier": _raw(out_idx, out_z)}
 
 
-def check(name: str, *, progress: Callable[[float, str], None] | None = None, device: str = "cpu") -> dict:
-    """Run every health check on a dataset's images that are not excluded; save and return the report."""
+def check(name: str, *, progress: Callable[[float, str], None] | None = None, device: str = "cpu",
+          img_size: int | None = None) -> dict:
+    """Run every health check on a dataset's images that are not excluded; save and return the report.
+
+    The images are embedded at `img_size` (default: a default linear run's, which then reuses the features)."""
     from .healthscan import scan_rows  # torch loads here: reading a saved report needs none of it
 
     started = time.time()
@@ -173,7 +176,7 @@ def check(name: str, *, progress: Callable[[float, str], None] | None = None, de
     df = full[~full["excluded"]].reset_index(drop=True)
     raw, failed = {}, []
     if len(df):
-        scan = scan_rows(name, df, lambda f, t: say(0.02 + 0.8 * f, t), device)
+        scan = scan_rows(name, df, lambda f, t: say(0.02 + 0.8 * f, t), device, img_size=img_size)
         failed = df.loc[~scan["ok"], "path"].tolist()
         df = df[scan["ok"]].reset_index(drop=True)
         raw.update(_look_checks(df, scan["stats"]))

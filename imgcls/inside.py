@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imgcache import center_crop, cache_size, fit_square, to_tensor
+from .imgcache import to_tensor
+from .preprocess import Preprocess
 
 # Where each stage sits in timm's EfficientNet family (conv_stem → blocks[0..6] → conv_head):
 # block 1 still sees edges and colour blobs at 1/4 resolution, block 3 textures and parts at 1/16,
@@ -61,8 +62,7 @@ def filter_grid(model: torch.nn.Module, cell: int = 24, columns: int = 8, gap: i
 
 def prepare(img: Image.Image, dcfg: dict, img_size: int | None = None) -> np.ndarray:
     """An RGB image resized and centre-cropped as the backbone expects (uint8 H×W×3)."""
-    size = int(img_size or dcfg["input_size"][-1])
-    return center_crop(fit_square(img, cache_size(size, dcfg["crop_pct"]), dcfg["interpolation"]), size)
+    return Preprocess.from_data_config(dcfg, img_size).prepare(img)
 
 
 @torch.no_grad()

@@ -3,8 +3,6 @@ a linear probe on clean backbone features scores augmented validation images, tr
 
 from __future__ import annotations
 
-import functools
-import os
 import time
 from typing import Callable
 
@@ -144,24 +142,6 @@ def rule_warnings(choices: list[dict], classes: list[str], colours: dict | None 
 # --- the measurement ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _backbone(name: str):
-    """The pretrained backbone in eval mode; only ever read from and holding no workspace data, so every
-    workspace shares it."""
-    import torch
-
-    from .models import create_model
-
-    # channels-last runs EfficientNet's depthwise convolutions about twice as fast on a CPU
-    return create_model(name, num_classes=2, pretrained=True).eval().to(memory_format=torch.channels_last)
-
-
-def _weights_id(backbone: str) -> str:
-    from .models import DEFAULT_BACKBONE, bundled_weights_path
-
-    return os.path.basename(bundled_weights_path()) if backbone == DEFAULT_BACKBONE else f"timm:{backbone}"
-
-
 def _pick(df, per_train: int, per_val: int, seed: int):
     """Up to per_train training and per_val validation images of each class (val falls back to train)."""
     rng = np.random.default_rng(seed)
@@ -178,14 +158,14 @@ def _pick(df, per_train: int, per_val: int, seed: int):
     return df.loc[train_idx], df.loc[val_idx]
 
 
-def _embed(model, images: np.ndarray, dcfg: dict, batch: int = 64) -> np.ndarray:
+def _embed(model, images: np.ndarray, pre, batch: int = 64) -> np.ndarray:
     import torch
 
     from .features import embed
     from .imgcache import to_tensor
 
     with torch.inference_mode():
-        return np.concatenate([embed(model, to_tensor(images[s:s + batch], dcfg["mean"], dcfg["std"],
+        return np.concatenate([embed(model, to_tensor(images[s:s + batch], pre.mean, pre.std,
                                                       channels_last=True)).float().numpy()
                                for s in range(0, len(images), batch)]) if len(images) else np.zeros((0, 1))
 
@@ -205,9 +185,10 @@ def measure(dataset: str, choices: list[dict], per_train: int = 16, per_val: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from . import features, imgcache, workspace
+    from . import workspace
     from .loops import fit_size
-    from .models import DEFAULT_BACKBONE, data_config
+    from .models import DEFAULT_BACKBONE, frozen_backbone
+    from .preprocess import Preprocess
 
     started, backbone = time.time(), backbone or DEFAULT_BACKBONE
     say = progress or (lambda f, m: None)
@@ -218,17 +199,14 @@ def measure(dataset: str, choices: list[dict], per_train: int = 16, per_val: int
         raise ValueError("The measurement needs at least two classes.")
     per_val = per_val or max(4, min(10, VAL_BUDGET // len(classes)))
     train, val = _pick(df.assign(label=df["label"].astype(str)), per_train, per_val, seed)
-    dcfg = data_config(backbone)
-    size = int(dcfg["input_size"][-1])  # the backbone's own resolution keeps this quick
-    side = imgcache.cache_size(size, dcfg["crop_pct"])
-    folder = workspace.dataset_dir(dataset)
+    pre = Preprocess.for_backbone(backbone)  # the backbone's own resolution keeps this quick
+    size = pre.img_size
     both = np.concatenate([train["path"], val["path"]]), np.concatenate([train["hash"], val["hash"]])
     say(0.05, "Reading images")
-    images = imgcache.load_images(folder, list(both[0]), list(both[1]), side, dcfg["interpolation"])
-    model = _backbone(backbone)
+    images = pre.load_images(workspace.dataset_dir(dataset), list(both[0]), list(both[1]))
+    model = frozen_backbone(backbone)
     say(0.2, "Backbone features of the clean images")
-    key = features.feature_key(backbone, _weights_id(backbone), dcfg, size)
-    feats = features.extract(model, images, list(both[1]), key, dcfg, size)
+    feats = pre.extract(model, images, list(both[1]))
     index = {c: i for i, c in enumerate(classes)}
     y_tr, y_va = train["label"].map(index).to_numpy(), val["label"].map(index).to_numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
@@ -242,7 +220,7 @@ def measure(dataset: str, choices: list[dict], per_train: int = 16, per_val: int
         choice = next(c for c in choices if c["name"] == name)
         pipeline = augspec.build([{**choice, "p": 1.0}], img_size=size, seed=seed)
         batch = np.stack([fit_size(pipeline(image=img)["image"], size) for img in val_images])
-        scored = _per_class(probe.predict(_embed(model, batch, dcfg)), y_va, len(classes))
+        scored = _per_class(probe.predict(_embed(model, batch, pre)), y_va, len(classes))
         drops.append((clean - scored).tolist())
     say(1.0, "Done")
     return {"transforms": names, "classes": classes, "clean": clean.tolist(), "drop": drops,

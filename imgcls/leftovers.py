@@ -10,7 +10,6 @@ dead import's folder and, where it was adding to a dataset, the image files no m
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import filelock
 
 from . import workspace
 
@@ -65,7 +66,7 @@ class ImportClaim:
         with workspace.saving(f"the import into '{name}'"), workspace.file_lock(CLAIMS_LOCK):
             self._fh = open(self.lock, "x+", encoding="utf-8")  # noqa: SIM115 - held for the life of the import
             try:
-                fcntl.flock(self._fh, fcntl.LOCK_EX)
+                filelock.lock_descriptor(self._fh.fileno())
                 json.dump({"dataset": name, "adding": adding, "pid": os.getpid(), "started": workspace.now()},
                           self._fh)
                 self._fh.flush()
@@ -131,9 +132,7 @@ def _clean_import(lock: Path, report: CleanupReport) -> set[str]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             meta = {}
         meta = meta if isinstance(meta, dict) else {}
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not filelock.lock_descriptor(fh.fileno(), blocking=False):
             started = str(meta.get("started", "")).replace("T", " ")[:16]
             report.busy.append(f"the import into '{meta.get('dataset', '?')}' started {started}")
             return set()

@@ -14,19 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from .augment import reseed
+from .jobs import Cancelled  # noqa: F401 - raised here, caught by the job system
 from .imgcache import center_crop, to_tensor
 
 
-class Cancelled(Exception):
-    """The user asked the run to stop."""
-
-
 def default_threads() -> int:
-    """Every core this process may use (a container or taskset may allow fewer than the machine has)."""
+    """Every core this process may use (a container or taskset may allow fewer than the machine has), or
+    the share of them its job slot gives it when several CPU jobs run at once."""
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        cores = max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
+        cores = max(os.cpu_count() or 1, 1)
+    share = os.environ.get("IMGCLS_JOB_THREADS", "")
+    return min(cores, int(share)) if share.isdigit() and int(share) > 0 else cores
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def reproducible(seed: int, device: str, threads: int | None = None):
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
               torch.is_deterministic_algorithms_warn_only_enabled())
     if device == "cpu":
-        torch.set_num_threads(threads or default_threads())
+        torch.set_num_threads(min(threads or default_threads(), default_threads()))  # never past its share
         torch.use_deterministic_algorithms(True, warn_only=True)  # warn, never fail, where one has no such kernel
     try:
         yield

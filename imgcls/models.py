@@ -51,6 +51,21 @@ def create_model(name: str, num_classes: int, pretrained: bool = True) -> torch.
     )
 
 
+def frozen_backbone(name: str, pretrained: bool = True, seed: int = 0, device: str = "cpu") -> torch.nn.Module:
+    """`name` in eval mode for embedding, built once per process and shared by every workspace (it holds no
+    workspace data), so never train or change it; random weights (pretrained=False) are drawn from `seed`."""
+    return _frozen(name, bool(pretrained), 0 if pretrained else int(seed), str(device))
+
+
+@functools.lru_cache(maxsize=4)  # the health check's, the augmentation measurement's and the lab's, on one key
+def _frozen(name: str, pretrained: bool, seed: int, device: str) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):  # seeding here leaves the caller's random stream alone
+        torch.manual_seed(seed)
+        model = create_model(name, num_classes=2, pretrained=pretrained).eval()
+    # channels-last runs EfficientNet's depthwise convolutions about twice as fast on a CPU
+    return model.to(device, memory_format=torch.channels_last)
+
+
 def data_config(model_or_name: torch.nn.Module | str) -> dict:
     """Preprocessing the backbone was trained with, as plain JSON-able values."""
     model = _meta_model(model_or_name) if isinstance(model_or_name, str) else model_or_name

@@ -11,6 +11,7 @@ training, and saved with the run as `ood.safetensors` (no pickle); a newer model
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,8 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save as save_numpy
 
-from . import features, imgcache, runs, workspace
+from . import runs, workspace
 from .images import ImageProblem
+from .preprocess import Preprocess
 
 FILE = "ood.safetensors"
 K = 5  # the k-th neighbour, not the first: one odd or duplicated training image cannot hide a stranger
@@ -75,12 +77,14 @@ def threshold_from(distances: np.ndarray) -> float:
     return float(np.quantile(distances, QUANTILE) * MARGIN)
 
 
-def _feature_key(run_id: str, config: dict) -> str:
-    """The training's own feature cache when the backbone never changed (linear), a run-specific one else."""
-    weights = config["weights"]
-    if config.get("strategy") != "linear":
-        weights = f"run:{run_id}:{(runs.run_dir(run_id) / 'model.safetensors').stat().st_mtime_ns}"
-    return features.feature_key(config["backbone"], weights, config["data_config"], config["img_size"])
+def _preprocess(run_id: str, config: dict) -> Preprocess:
+    """The run's preprocessing, its features cached with the training's when the backbone never changed
+    (linear), under the trained model's own name else."""
+    pre = Preprocess.for_run(config)
+    if config.get("strategy") == "linear":
+        return pre
+    stamp = (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns
+    return dataclasses.replace(pre, weights=f"run:{run_id}:{stamp}")
 
 
 def sample(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
@@ -99,14 +103,12 @@ def sample(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
 def _embed(run_id: str, model: torch.nn.Module, config: dict, df: pd.DataFrame, device: str,
            progress: Callable[[float, str], None] | None) -> np.ndarray:
     """Normalised features of the rows, decoded and embedded a chunk at a time (cached ones are only read)."""
-    dcfg, folder = config["data_config"], workspace.dataset_dir(config["dataset"])
-    side, key = imgcache.cache_size(config["img_size"], dcfg["crop_pct"]), _feature_key(run_id, config)
+    pre, folder = _preprocess(run_id, config), workspace.dataset_dir(config["dataset"])
     out = []
     for start in range(0, len(df), EMBED_CHUNK):
         part = df.iloc[start:start + EMBED_CHUNK]
         hashes = part["hash"].tolist()
-        images = imgcache.load_images(folder, part["path"].tolist(), hashes, side, dcfg["interpolation"])
-        out.append(features.extract(model, images, hashes, key, dcfg, config["img_size"], device))
+        out.append(pre.extract(model, pre.load_images(folder, part["path"].tolist(), hashes), hashes, device))
         if progress:
             progress(min(start + EMBED_CHUNK, len(df)) / len(df), "Computing backbone features")
     return normalise(np.concatenate(out))

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import imgcache, runs, workspace
+from . import runs, workspace
 from .images import ImageProblem, decode, is_image_name
-from .imgcache import cache_size, center_crop, fit_square
+from .imgcache import center_crop
+from .preprocess import Preprocess
 from .sources import ImportLimits, Listing, SourceError, list_folder, list_memory, list_zip, open_zip
 
 # torch, the model factory and the out-of-distribution check load only when a Predictor is made: the app's
@@ -27,12 +28,6 @@ OVERLAY_QUALITY = 88  # JPEG quality of the cached Grad-CAM overlays: for eyes, 
 UNFAMILIAR = "This image looks unlike anything the model was trained on; its answer may be meaningless."
 
 
-def prepare(img, config: dict) -> np.ndarray:
-    """An RGB PIL image as the model sees it: the same resize and centre crop as training's cache."""
-    dcfg, size = config["data_config"], config["img_size"]
-    return center_crop(fit_square(img, cache_size(size, dcfg["crop_pct"]), dcfg["interpolation"]), size)
-
-
 class Predictor:
     """A run's model loaded once, for many predictions (read-only afterwards: safe to share)."""
 
@@ -40,6 +35,7 @@ class Predictor:
         from .checkpoint import load_run_model
 
         self.model, self.config = load_run_model(run_id, device)
+        self.pre = Preprocess.for_run(self.config)  # the same resize and centre crop as training's cache
         self.run_id, self.device, self.classes = run_id, device, self.config["classes"]
         self.stamp = (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns  # the model file loaded
         self._check_familiar, self._reference, self._lock = check_familiar, None, threading.Lock()
@@ -65,8 +61,7 @@ class Predictor:
     def _tensor(self, batch: np.ndarray):
         from .imgcache import to_tensor
 
-        dcfg = self.config["data_config"]
-        return to_tensor(batch, dcfg["mean"], dcfg["std"], self.device)
+        return to_tensor(batch, self.pre.mean, self.pre.std, self.device)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for prepared uint8 images (N×size×size×3)."""
@@ -99,7 +94,7 @@ class Predictor:
         for n, (name, data) in enumerate(files):
             rows.append({"file": name})
             try:
-                chunk.append((n, prepare(decode(data() if callable(data) else data), self.config)))
+                chunk.append((n, self.pre.prepare(decode(data() if callable(data) else data))))
             except ImageProblem as problem:
                 rows[-1]["error"] = f"{problem.reason}: {problem}"
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # a damaged ZIP member
@@ -126,7 +121,7 @@ class Predictor:
 
     def explain(self, data: bytes, class_index: int | None = None) -> dict:
         """Grad-CAM of one image file: where the evidence for the class lies (heat, overlay, class)."""
-        return self.explain_prepared(prepare(decode(data), self.config)[None],
+        return self.explain_prepared(self.pre.prepare(decode(data))[None],
                                      None if class_index is None else [class_index])[0]
 
     def explain_prepared(self, images: np.ndarray, class_indices: list[int] | None = None,
@@ -145,7 +140,6 @@ class Predictor:
         """Grad-CAM overlays of dataset images, given as (stored path, content hash, class index), as JPEG
         files in the workspace cache keyed by model file, content and class. Those not made yet are computed
         together, a batch at a time; None stands for an image that cannot be read."""
-        dcfg, size = self.config["data_config"], self.config["img_size"]
         root = workspace.cache_dir("gradcam") / f"{self.run_id}-{self.stamp}"
         out: list[Path | None] = [root / f"{digest}-{int(index)}.jpg" for _, digest, index in items]
         todo, images = [], []
@@ -153,9 +147,7 @@ class Predictor:
             if out[n].exists():
                 continue
             try:  # the decoded cache holds what prepare() makes of the file, usually made by training already
-                side = cache_size(size, dcfg["crop_pct"])
-                images.append(center_crop(imgcache.load_images(folder, [path], [digest], side,
-                                                               dcfg["interpolation"])[0], size))
+                images.append(center_crop(self.pre.load_images(folder, [path], [digest])[0], self.pre.img_size))
                 todo.append(n)
             except (ImageProblem, OSError):
                 out[n] = None

@@ -174,28 +174,11 @@ def image_count(dataset: str) -> int:
 
 def running_jobs(root: Path | None = None) -> list[str]:
     """Background jobs of a workspace queued or running now ('run/<id>', 'health/<dataset>',
-    'experiment/<id>'); jobs sharing one process (an experiment's training runs) count once."""
-    from . import experiments, healthjob, runs
+    'experiment/<id>', 'measure/<dataset>'); jobs sharing one process (an experiment's training runs)
+    count once."""
+    from . import jobs
 
-    found: dict = {}
-    with workspace.use(root or workspace.home()):
-        # an experiment first: the training runs it makes share its process, and stop with it
-        for folder in sorted(p for p in experiments.experiments_dir().iterdir() if p.is_dir()):
-            raw = workspace.read_json(folder / "status.json", {}) or {}
-            if raw.get("state") in ("queued", "running") and \
-                    experiments.status(folder.name).get("state") in ("queued", "running"):
-                found.setdefault(raw.get("pid") or f"experiment/{folder.name}", f"experiment/{folder.name}")
-        for name in workspace.list_datasets():
-            raw = workspace.read_json(workspace.dataset_dir(name) / healthjob.STATUS_FILE, {}) or {}
-            if raw.get("state") == "running" and healthjob.job_status(name).get("state") == "running":
-                found.setdefault(raw.get("pid") or f"health/{name}", f"health/{name}")
-        for run_id in runs.list_runs():
-            raw = workspace.read_json(runs.run_dir(run_id) / "status.json", {}) or {}
-            if raw.get("state") in runs.ACTIVE_STATES:  # the status file first: liveness only for these
-                status = runs.read_status(run_id)
-                if status.get("state") in runs.ACTIVE_STATES:
-                    found.setdefault(status.get("pid") or f"run/{run_id}", f"run/{run_id}")
-    return sorted(found.values())
+    return jobs.index.active(root)
 
 
 def usage(root: Path | None = None) -> dict:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import time
 import uuid
 from pathlib import Path
 
 from . import dist, workspace
+from .jobs import statusfile
 
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = statusfile.ACTIVE
+FINAL_STATES = statusfile.FINAL
 # Ended before their last epoch (Stop, or a restart or crash): the best model saved so far is as usable as a
 # finished run's, marked as stopped early.
 STOPPED_STATES = ("cancelled", "interrupted")
@@ -92,11 +92,7 @@ def read_config(run_id: str) -> dict:
 
 def read_status(run_id: str) -> dict:
     """The run's status (state, pid, progress, ETA…); runs whose process vanished read as interrupted."""
-    status = workspace.read_json(run_dir(run_id) / "status.json", {}) or {}
-    just_made = status.get("pid") is None and time.time() - status.get("created", 0) < 30
-    if status.get("state") in ACTIVE_STATES and not just_made and not pid_alive(status.get("pid")):
-        status = dict(status, state="interrupted",
-                      message="The training process stopped unexpectedly (server restart or crash); resume it.")
+    status = statusfile.read(status_path(run_id))
     if status.get("state") in STOPPED_STATES:
         kept = kept_model(run_id)
         if kept:  # read from the run's own files, so a run stopped before this was written reads alike
@@ -106,13 +102,14 @@ def read_status(run_id: str) -> dict:
 
 def write_status(run_id: str, **fields) -> dict:
     """Update fields of status.json atomically and return the new status (only the main process writes)."""
-    path = run_dir(run_id) / "status.json"
     if not dist.is_main():
-        return workspace.read_json(path, {}) or {}
-    status = workspace.read_json(path, {}) or {}
-    status.update(fields, updated=time.time())
-    workspace.atomic_write_json(path, status)
-    return status
+        return statusfile.read_raw(status_path(run_id))
+    return statusfile.write(status_path(run_id), **fields)
+
+
+def status_path(run_id: str) -> Path:
+    """The run's status file (the job system's format)."""
+    return run_dir(run_id) / "status.json"
 
 
 def append_metrics(run_id: str, record: dict) -> None:
@@ -130,30 +127,12 @@ def read_metrics(run_id: str) -> list[dict]:
     return workspace.read_jsonl(run_dir(run_id) / "metrics.jsonl")
 
 
-def pid_alive(pid) -> bool:
-    """Whether a process with this pid still runs (and is not a zombie)."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def mark_interrupted() -> list[str]:
     """Persist 'interrupted' for runs whose process is gone (after a server restart)."""
     changed = []
     for run_id in list_runs():
-        raw = workspace.read_json(run_dir(run_id) / "status.json", {}) or {}
-        if raw.get("state") in ACTIVE_STATES and read_status(run_id).get("state") == "interrupted":
-            write_status(run_id, state="interrupted", message=read_status(run_id).get("message"))
+        if statusfile.read_raw(status_path(run_id)).get("state") in ACTIVE_STATES and \
+                statusfile.settle(status_path(run_id)).get("state") == "interrupted":
             changed.append(run_id)
     return changed
 

@@ -4,120 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import shutil
-import signal
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
-from . import dist, imgcache, jobs, ranges, runnames, runs, versions, workspace
+from . import dist, imgcache, jobs, runnames, runs, versions, workspace
 from .augment import build_pipeline, pipeline_to_dict, resolve_augment
 from .evaluate import evaluate_quietly
 from .heads import HEAD_UNIT, fit_head, head_lr_find_run
-from .loops import default_threads, reproducible
-from .models import DEFAULT_BACKBONE, bundled_weights_path, create_model, data_config
+from .loops import reproducible
+from .models import create_model, data_config
 from .netfit import fit_network, network_lr_find_run
+from .preprocess import Preprocess, weights_id
+# defined beside the command line's options, torch-free; imported from here as before
+from .trainconfig import DEFAULTS, STRATEGIES, TrainConfig, TrainError, resolve_device  # noqa: F401
 
-STRATEGIES = {
-    "linear": "Keep the pretrained network frozen and train only its last layer: done in seconds, "
-              "and strong when your photos look like everyday photos.",
-    "finetune": "Train the last layer first, then let the top of the network adjust too, earlier layers "
-                "more gently: usually the most accurate.",
-    "full": "Let every layer of the pretrained network learn: slower, and it needs more images to pay off.",
-    "scratch": "Start from random weights with no pretraining: a comparison that shows what transfer "
-               "learning buys you.",
-}
-# img_size 256 for the pretrained strategies: on hymenoptera, features at 256 px scored 0.948 against
-# 0.935 at the backbone's native 224 (small insects gain from the extra pixels), for 30% more compute.
-DEFAULTS = {
-    "linear": {"epochs": 60, "lr": 3e-3, "patience": 10, "batch_size": 64, "img_size": 256},
-    "finetune": {"epochs": 6, "lr": 3e-4, "patience": 3, "batch_size": 32, "img_size": 256},
-    "full": {"epochs": 8, "lr": 5e-4, "patience": 3, "batch_size": 32, "img_size": None},
-    "scratch": {"epochs": 30, "lr": 2e-3, "patience": 6, "batch_size": 32, "img_size": None},
-}
 IMBALANCE_LIMIT = 3.0  # past 3:1 between the largest and smallest class, the loss is reweighted
-
-
-class TrainError(Exception):
-    """A run that cannot start or cannot go on, with a plain explanation."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a run; saved as config.json so the run can be reproduced."""
-
-    dataset: str
-    backbone: str = DEFAULT_BACKBONE
-    strategy: str = "linear"
-    epochs: int | None = None
-    lr: float | str | None = None  # None: the strategy's default; "auto": the learning-rate finder
-    batch_size: int | None = None
-    img_size: int | None = None
-    augment: str | dict = "saved"  # the dataset's saved pipeline (Augment page), else the light preset
-    seed: int = 0
-    device: str = "auto"
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    warmup_epochs: float = 1.0
-    patience: int | None = None
-    layer_decay: float = 0.7
-    unfreeze: int = 8
-    head_epochs: int = 30
-    compile: bool = False
-    workers: int | None = None
-    threads: int | None = None  # CPU threads (None: every core this process may use); results depend on it
-    task: str = "train"  # or "lr_find": only sweep the learning rate and suggest one
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Refuse a number outside its range with TrainError, in the words the command line uses too."""
-        for name, allowed in ranges.TRAIN.items():
-            value = getattr(self, name)
-            if value is None or (name == "lr" and value in ("", "auto")):
-                continue  # the strategy's default, or the learning-rate finder
-            if name == "lr" and isinstance(value, str):
-                with contextlib.suppress(ValueError):
-                    value = float(value)
-            try:
-                setattr(self, name, allowed.check(value))
-            except ranges.OutOfRange as exc:
-                raise TrainError(str(exc)) from None
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with the strategy's defaults filled in."""
-        if self.strategy not in STRATEGIES:
-            raise TrainError(f"Unknown strategy '{self.strategy}': choose {', '.join(STRATEGIES)}.")
-        d = DEFAULTS[self.strategy]
-        lr = self.lr if self.lr not in (None, "") else d["lr"]
-        if lr != "auto":
-            lr = float(lr)
-        return dataclasses.replace(
-            self, epochs=self.epochs or d["epochs"], lr=lr, batch_size=self.batch_size or d["batch_size"],
-            img_size=self.img_size or d["img_size"],
-            patience=self.patience or d["patience"], device=resolve_device(self.device),
-            threads=self.threads or default_threads(),
-        )
-
-
-def resolve_device(name: str) -> str:
-    """'auto' becomes cuda, mps or cpu, whichever this machine has."""
-    if name in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("This machine has no CUDA GPU: choose device cpu (or auto).")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TrainError("This machine has no Apple GPU (mps): choose device cpu (or auto).")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise TrainError(f"Unknown device '{name}': choose auto, cpu, cuda or mps.")
-    return name
 
 
 def check_dataset(df) -> list[str]:
@@ -149,13 +52,6 @@ def stage_of(message: str) -> str:
     return " ".join(re.sub(r"\d+(?:[.,]\d+)*%?", " ", message).split())
 
 
-_STOP = {"requested": False}  # set by SIGTERM (the Stop button); loops check it between steps
-
-
-def _on_term(*_) -> None:
-    _STOP["requested"] = True
-
-
 class Reporter:
     """Writes progress to status.json and metrics.jsonl, and watches for a stop request.
 
@@ -164,14 +60,15 @@ class Reporter:
     speeds per unit of work, so a whole-run average drifts with every stage change."""
 
     def __init__(self, run_id: str, total_units: float, echo: Callable[[str], None],
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, token: jobs.StopToken | None = None):
         self.run_id, self.total, self.echo, self.clock = run_id, max(total_units, 1e-9), echo, clock
+        self.token = token or jobs.current_token()  # set by Stop (SIGTERM); loops look between steps
         self.done, self.started, self.last_write = 0.0, clock(), 0.0
         self.last_call, self.stage, self.stage_started, self.stage_units = self.started, None, self.started, 0.0
         self.estimate: tuple[float, float] | None = None  # (seconds left, when estimated)
 
     def should_stop(self) -> bool:
-        return _STOP["requested"]
+        return self.token.requested
 
     def track(self, units: float):
         """A progress callback (fraction, message) that counts `units` of work as it goes."""
@@ -236,7 +133,8 @@ def prepare_run(config: TrainConfig) -> str:
         saved = dataclasses.asdict(cfg) | {
             "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id is the key
             "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
-            "augment_pipeline": pipeline_to_dict(pipeline), "weights": _weights_id(cfg),
+            "augment_pipeline": pipeline_to_dict(pipeline),
+            "weights": weights_id(cfg.backbone, cfg.strategy != "scratch"),
             "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
             "dataset_version": version,
         }
@@ -251,66 +149,65 @@ def prepare_run(config: TrainConfig) -> str:
     return run_id
 
 
-def _weights_id(cfg: TrainConfig) -> str:
-    if cfg.strategy == "scratch":
-        return "random"
-    return os.path.basename(bundled_weights_path()) if cfg.backbone == DEFAULT_BACKBONE else f"timm:{cfg.backbone}"
+@dataclasses.dataclass(frozen=True)
+class Changes:
+    """What an experiment changes in a run's data: training images left out, labels changed (path → label)."""
+
+    drop: frozenset = frozenset()
+    relabel: tuple = ()  # (path, label) pairs
+
+    def apply(self, df):
+        """The rows without the dropped training images, with the changed labels."""
+        relabel = dict(self.relabel)
+        df = df[~df["path"].isin(self.drop)].reset_index(drop=True)
+        df["label"] = [relabel.get(p, label) for p, label in zip(df["path"], df["label"])]
+        check_dataset(df)
+        return df
 
 
-def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False) -> dict:
-    """Execute a prepared run in this process: wait for the device, train, write the results."""
+KEPT = "Stopped by the user; the best model so far is kept."
+
+
+def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False,
+        changes: Changes | None = None) -> dict:
+    """Execute a prepared run in this process: wait for a slot of its device, train, write the results.
+    `changes` trains on the run's rows with some images left out or relabelled (the Learn page's
+    experiments); such a run is not scored afterwards."""
     config = runs.read_config(run_id)
     device = config["device"]
-    runs.write_status(run_id, pid=os.getpid())
-    _STOP["requested"] = False
-    signal.signal(signal.SIGTERM, _on_term)
-    # under torchrun only rank 0 queues for the device; the others follow it through collectives
-    lock = jobs.device_lock(device, on_wait=lambda: runs.write_status(run_id, state="queued",
-                                                                     message="Waiting for the device")) \
-        if dist.is_main() else contextlib.nullcontext()
-    try:
-        with lock:
-            runs.write_status(run_id, state="running", started=time.time(), message="Starting")
-            result = _execute(run_id, config, echo, resume)
-            if config.get("task", "train") == "train" and dist.is_main():  # saved now, read by the Evaluate page
-                runs.write_status(run_id, message="Scoring the validation images with the model kept, "
-                                                          "and preparing the unfamiliar-image check")
-                evaluate_quietly(run_id, dist.local_device(device), echo)
-    except BaseException as exc:
-        # a stop request can also surface as another error (a DataLoader worker ended by the signal)
-        state = "cancelled" if type(exc).__name__ == "Cancelled" or _STOP["requested"] else "failed"
-        message = ("Stopped by the user; the best model so far is kept." if state == "cancelled"
-                   else _plain_error(exc))
-        runs.write_status(run_id, state=state, message=message, finished=time.time())
-        raise
-    runs.write_status(run_id, state="done", progress=1.0, eta_seconds=0, finished=time.time(),
-                      message="Finished", result=result)
+    main = dist.is_main()  # under torchrun only rank 0 queues and writes; the others follow its collectives
+    waiting = lambda place: runs.write_status(run_id, state="queued", queue=place, message=jobs.WAITING)  # noqa: E731
+    slot = jobs.slots.hold(device, on_wait=waiting) if main else contextlib.nullcontext()
+    job = jobs.running(runs.status_path(run_id), stopped=KEPT, label=f"run/{run_id}", message="Starting") if main \
+        else jobs.runner.stop_token()
+    with slot, job as token:
+        result = _execute(run_id, config, echo, resume, changes, token)
+        if config.get("task", "train") == "train" and main and changes is None:  # read by the Evaluate page
+            runs.write_status(run_id, message="Scoring the validation images with the model kept, "
+                                              "and preparing the unfamiliar-image check")
+            evaluate_quietly(run_id, dist.local_device(device), echo)
+        runs.write_status(run_id, eta_seconds=0, result=result)
     return result
 
 
-def _plain_error(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
-        return "The device ran out of memory: try a smaller batch size or image size."
-    return text
-
-
-def _execute(run_id: str, config: dict, echo, resume: bool) -> dict:
+def _execute(run_id: str, config: dict, echo, resume: bool, changes: Changes | None, token) -> dict:
     config = dict(config, device=dist.local_device(config["device"]))
     with reproducible(config["seed"], config["device"], config.get("threads")):
-        return _train(run_id, config, echo, resume)
+        return _train(run_id, config, echo, resume, changes, token)
 
 
-def _train(run_id: str, config: dict, echo, resume: bool) -> dict:
+def _train(run_id: str, config: dict, echo, resume: bool, changes: Changes | None, token) -> dict:
     start = time.time()
     df = versions.run_rows(run_id)  # the version saved when the run was prepared, in its canonical order
     df = df[df["split"].isin(["train", "val"])].reset_index(drop=True)
+    if changes is not None:
+        df = changes.apply(df)
     classes = config["classes"]
     labels = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     dcfg = config["data_config"]
-    side = imgcache.cache_size(config["img_size"], dcfg["crop_pct"])
+    side = Preprocess.for_run(config).side
     total = _plan_units(config, df)
-    rep = Reporter(run_id, total, echo)
+    rep = Reporter(run_id, total, echo, token=token)
     images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
                                   df["hash"].tolist(), side, dcfg["interpolation"],
                                   progress=rep.track(len(df)))

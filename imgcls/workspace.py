@@ -13,7 +13,6 @@ import contextvars
 import datetime
 import errno
 import functools
-import fcntl
 import json
 import os
 import re
@@ -22,8 +21,12 @@ import tempfile
 import threading
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import filelock
+
+if TYPE_CHECKING:  # pandas loads when a manifest is read: a job's launcher and the CLI's help need none
+    import pandas as pd
 
 MANIFEST_COLUMNS = [
     "path", "label", "split", "hash", "width", "height", "excluded", "source", "format", "bytes", "note",
@@ -292,6 +295,8 @@ def load_manifest_file(folder: Path) -> pd.DataFrame:
     path = folder / "manifest.csv"
     if not path.exists():
         raise WorkspaceError(f"There is no dataset '{folder.name}' in the workspace.")
+    import pandas as pd
+
     df = pd.read_csv(
         path,
         dtype={"path": str, "label": str, "split": str, "hash": str, "source": str, "format": str,
@@ -324,9 +329,7 @@ def _flock(path: Path, wait: bool = True):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+        if not filelock.lock_descriptor(fh.fileno(), blocking=wait):
             yield False
             return
         held[key] = 1
@@ -334,7 +337,7 @@ def _flock(path: Path, wait: bool = True):
             yield True
         finally:
             del held[key]
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            filelock.unlock_descriptor(fh.fileno())
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ def app_home(tmp_path, monkeypatch) -> Path:
     background job left running afterwards."""
     from streamlit import config
 
-    from imgcls import jobs
+    from imgcls import runjobs
 
     home = tmp_path / "ws"
     monkeypatch.setenv("IMGCLS_HOME", str(home))
@@ -41,8 +41,8 @@ def app_home(tmp_path, monkeypatch) -> Path:
     yield home
     config.set_option("runner.enforceSerializableSessionState", old)
     config.set_option("client.showErrorDetails", details)
-    for run_id in jobs.active_runs():
-        jobs.stop(run_id)
+    for run_id in runjobs.active_runs():
+        runjobs.stop(run_id)
 
 
 # --- generated inputs -------------------------------------------------------------------------

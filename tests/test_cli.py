@@ -186,6 +186,31 @@ def test_datasets_when_empty(cli):
     assert rc == 0 and last_json(out)["datasets"] == []
 
 
+# --- train: every option lands in the run's config.json under its field's name ------------------------
+
+
+def test_train_options_are_saved_as_the_runs_config(imgcls_home, capsys):
+    from imgcls import runs
+    from imgcls.__main__ import main
+    from test_train import make_dataset
+
+    make_dataset(per_class=6)
+    given = {"strategy": "linear", "epochs": 2, "img_size": 64, "batch_size": 8, "seed": 3, "device": "cpu",
+             "weight_decay": 0.01, "label_smoothing": 0.0, "threads": 1, "workers": 0, "augment": "none"}
+    assert main(["train", "--dataset", "toy", *[f"--{k.replace('_', '-')}={v}" for k, v in given.items()],
+                 "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    (run_id,) = runs.list_runs()
+    config = runs.read_config(run_id)
+    assert {k: config[k] for k in given} == given and config["task"] == "train"
+    assert result["epochs"] <= 2 and result["name"] == "toy linear 1"
+
+    assert main(["train", "--dataset", "toy", "--lr-find", "--img-size", "64", "--device", "cpu", "--json"]) == 0
+    found = last_json(capsys.readouterr().out)
+    (finder,) = set(runs.list_runs()) - {run_id}
+    assert runs.read_config(finder)["task"] == "lr_find" and found["suggestion"] > 0
+
+
 # --- runs: a finetune stopped after its first epoch stays usable; names -------------------------------
 
 

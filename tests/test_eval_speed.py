@@ -42,44 +42,34 @@ def _prepared(home: Path, run_id: str = "r1") -> Path:
     return folder / "status.json"
 
 
-# the training engine made unimportable: what the job does before needing it is all that happens
-JOB = ("import sys, json\n"
-       "sys.modules['imgcls.train'] = None\n"
-       "from imgcls.__main__ import main\n"
-       "code = main(['train', '--run', 'r1'])\n"
-       "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))")
-
-
-def test_a_job_holds_its_device_and_runs_before_it_loads_torch(tmp_path):
-    from imgcls.jobs import STARTING
-
-    status = _prepared(tmp_path)
-    out = _python(JOB, tmp_path)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"code": 1, "torch": False}
-    now = json.loads(status.read_text())
-    assert now["state"] == "running" and now["message"] == STARTING and now["pid"] > 0 and now["started"] > 0
-
-
-def test_a_job_behind_another_says_it_waits_for_the_device_then_runs(tmp_path, monkeypatch):
+def _wait_for(check, what: str, timeout: float = 60.0):
     import time
 
-    from imgcls import jobs
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_job_waits_for_its_device_without_torch_then_says_it_runs(tmp_path, monkeypatch):
+    import psutil
+
+    from imgcls import jobs, runjobs
 
     monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
     status = _prepared(tmp_path)
-    with jobs.device_lock("cpu"):  # another job has the CPU
-        proc = subprocess.Popen([sys.executable, "-c", JOB], cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(tmp_path)),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while json.loads(status.read_text()).get("message") != jobs.WAITING:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        assert json.loads(status.read_text())["state"] == "queued"
-        time.sleep(0.5)
-        assert proc.poll() is None  # still waiting, without torch, while the device is taken
-    out, err = proc.communicate(timeout=120)
-    assert json.loads(out.strip().splitlines()[-1]) == {"code": 1, "torch": False}, err
-    assert json.loads(status.read_text())["state"] == "running"
+    (tmp_path / "runs" / "r1" / "config.json").write_text(json.dumps({"dataset": "none", "device": "cpu"}))
+    with jobs.slots.hold("cpu"):  # another job has the CPU
+        pid = runjobs.start("r1")
+        _wait_for(lambda: json.loads(status.read_text()).get("message") == jobs.WAITING, "the job to queue")
+        now = json.loads(status.read_text())
+        assert now["state"] == "queued" and now["queue"] == 1 and runjobs.queue_position("r1") == 1
+        maps = " ".join(m.path for m in psutil.Process(pid).memory_maps())
+        assert "libtorch" not in maps and psutil.Process(pid).memory_info().rss < 150e6  # not hundreds of MiB
+    # its turn: the same process (same pid) becomes `imgcls train --run r1`, which fails: no such dataset
+    _wait_for(lambda: json.loads(status.read_text()).get("state") != "queued", "the job to start")
+    assert json.loads(status.read_text())["pid"] == pid
+    _wait_for(lambda: json.loads(status.read_text()).get("state") == "failed", "the job to fail (no dataset)")
 
 
 class Clock:

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import pytest
 
 from imgcls import experiments, exp_quick, exp_scaling, runs, workspace
+from imgcls.jobs import procs
 from imgcls.experiments import ExperimentConfig, run_experiment
 
 import test_train as train_tests
@@ -141,7 +142,7 @@ def test_stop_cancels_a_running_experiment_and_its_training_run(toy):
         time.sleep(0.2)
     assert runs.list_runs(), experiments.status(exp_id)
     st = experiments.stop(exp_id)
-    assert st["state"] == "cancelled" and not runs.pid_alive(st["pid"])
+    assert st["state"] == "cancelled" and not procs.alive(st["pid"])
     assert runs.read_status(runs.list_runs()[0])["state"] in ("cancelled", "queued")
 
 
@@ -150,7 +151,6 @@ def test_a_failure_is_one_plain_sentence_with_the_details_in_the_log(toy, monkey
         raise RuntimeError("CUDA error: an illegal memory access\n  deep inside the kernel")
 
     monkeypatch.setattr(experiments, "run_experiment", fail)
-    monkeypatch.setattr(experiments.signal, "signal", lambda *a: None)  # leave pytest's SIGTERM handler alone
     bare = experiments.prepare(ExperimentConfig("transfer", toy))  # as a CLI run without --id: no log.txt
     with pytest.raises(RuntimeError):
         experiments.run_job(bare)
@@ -163,7 +163,7 @@ def test_a_failure_is_one_plain_sentence_with_the_details_in_the_log(toy, monkey
     with pytest.raises(RuntimeError):
         experiments.run_job(logged)
     message = experiments.status(logged)["message"]
-    assert message.endswith(f"The full details are in experiments/{logged}/log.txt.")
+    assert message.endswith(f"The details are in experiments/{logged}/log.txt.")
     details = log.read_text(encoding="utf-8")
     assert "Traceback" in details and "deep inside the kernel" in details
     monkeypatch.setattr(experiments, "run_experiment", lambda *a: (_ for _ in ()).throw(RuntimeError("out of memory")))

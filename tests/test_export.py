@@ -12,7 +12,7 @@ import torch
 
 from imgcls.export import export_run, onnx_probabilities
 from imgcls.imgcache import to_tensor
-from imgcls.predict import Predictor, prepare
+from imgcls.predict import Predictor
 from imgcls.images import decode
 from imgcls.train import TrainConfig, prepare_run, run
 
@@ -40,7 +40,7 @@ def test_onnx_and_torchscript_match_the_app_on_the_goldens(bundle):
     run_id, out = bundle
     predictor = Predictor(run_id)
     goldens = json.loads((out / "goldens" / "goldens.json").read_text())
-    batch = np.stack([prepare(decode((out / "goldens" / g["file"]).read_bytes()), predictor.config) for g in goldens])
+    batch = np.stack([predictor.pre.prepare(decode((out / "goldens" / g["file"]).read_bytes())) for g in goldens])
     dcfg = predictor.config["data_config"]
     x = to_tensor(batch, dcfg["mean"], dcfg["std"])
     app = predictor.probabilities(batch)

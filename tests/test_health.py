@@ -344,7 +344,7 @@ def _wait_for_job(name: str, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = healthjob.job_status(name)
-        if status.get("state") != "running":
+        if status.get("state") not in ("queued", "running"):
             return status
         time.sleep(0.2)
     healthjob.stop_job(name)
@@ -356,7 +356,7 @@ def test_background_check_runs_and_saves_the_report(imgcls_home, mk):
     assert healthjob.job_status("d") == {}
     healthjob.start("d")
     first = healthjob.job_status("d")
-    assert first["state"] == "running" and first["pid"] and first["started"]
+    assert first["state"] in ("queued", "running") and first["pid"] and first["created"]
     healthjob.start("d")  # a second start while one runs is refused quietly
     assert healthjob.job_status("d")["pid"] == first["pid"]
     status = _wait_for_job("d")
@@ -367,7 +367,7 @@ def test_background_check_runs_and_saves_the_report(imgcls_home, mk):
     assert report and report["images_checked"] == 12 and not health.is_stale("d", report)
 
 
-def test_a_running_check_whose_process_vanished_reads_as_failed(imgcls_home, mk):
+def test_a_running_check_whose_process_vanished_reads_as_interrupted(imgcls_home, mk):
     import_zip(mk.zip(mk.class_members({"a": 2, "b": 2})), "d")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # reaped: its pid names no process now
@@ -375,8 +375,8 @@ def test_a_running_check_whose_process_vanished_reads_as_failed(imgcls_home, mk)
                                 {"state": "running", "progress": 0.3, "message": "Reading images",
                                  "pid": gone.pid, "started": 0})
     status = healthjob.job_status("d")
-    assert status["state"] == "failed" and "stopped unexpectedly" in status["message"]
-    assert healthjob.stop_job("d")["state"] == "failed"  # nothing to stop
+    assert status["state"] == "interrupted" and "stopped unexpectedly" in status["message"]
+    assert healthjob.stop_job("d")["state"] == "interrupted"  # nothing to stop
 
 
 def test_a_failing_job_writes_a_plain_message(imgcls_home, mk, monkeypatch):

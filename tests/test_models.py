@@ -112,3 +112,22 @@ def test_cached_weights_load_without_network(monkeypatch, tmp_path):
     model = create_model("resnet18", 3)
     assert torch.equal(model.conv1.weight, reference["conv1.weight"])
     assert model.get_classifier().out_features == 3
+
+
+def test_one_frozen_backbone_is_shared_and_its_random_weights_are_seeded():
+    pretrained = models.frozen_backbone("efficientnet_lite0")
+    # the health check, the augmentation measurement and the lab ask in their own words: one model
+    assert models.frozen_backbone("efficientnet_lite0", True, 5, "cpu") is pretrained
+    assert not pretrained.training
+    assert torch.equal(pretrained.conv_stem.weight, create_model("efficientnet_lite0", 2).conv_stem.weight)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = models.frozen_backbone("resnet18", pretrained=False, seed=1)
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's random stream is left alone
+    models._frozen.cache_clear()
+    again = models.frozen_backbone("resnet18", pretrained=False, seed=1)
+    assert again is not first and torch.equal(again.conv1.weight, first.conv1.weight)
+    other = models.frozen_backbone("resnet18", pretrained=False, seed=2)
+    assert not torch.equal(other.conv1.weight, first.conv1.weight)
+    models._frozen.cache_clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import experiments, healthjob, quotas, runs, workspace
+from imgcls import experiments, healthjob, jobs, quotas, runs, workspace
 from imgcls.train import TrainConfig, prepare_run
 from imgcls.ui import experimenting, nav
 from authhelpers import write_config
@@ -31,7 +31,8 @@ def busy(app_home):
     workspace.save_setting("active_dataset", make_dataset("toy", per_class=12))
     make_dataset("other", per_class=4)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    healthjob._write_status("other", state="running", pid=proc.pid, started=time.time())
+    jobs.write_status(healthjob.status_path("other"), state="running", pid=proc.pid, started=time.time())
+    jobs.index.note(healthjob.status_path("other"), "health/other")  # as a started check notes itself
     assert quotas.running_jobs() == ["health/other"]
     yield f"{FULL} Review page."
     proc.kill()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import access, experiments, healthjob, jobs, quotas, runs, workspace
+from imgcls import access, experiments, healthjob, jobs, quotas, runjobs, runs, workspace
 from imgcls.data import import_files, import_folder, import_sample, import_zip
 from imgcls.experiments import ExperimentConfig
 from authhelpers import write_config
@@ -51,12 +51,15 @@ def occupy(kind: str, dataset: str, pid: int) -> str:
 
         run_id = prepare_run(TrainConfig(dataset, strategy="linear", epochs=1))
         runs.write_status(run_id, state="running", pid=pid)
+        jobs.index.note(runs.status_path(run_id), f"run/{run_id}")
         return f"run/{run_id}"
     if kind == "health":
-        healthjob._write_status(dataset, state="running", pid=pid, started=time.time())
+        jobs.write_status(healthjob.status_path(dataset), state="running", pid=pid, started=time.time())
+        jobs.index.note(healthjob.status_path(dataset), f"health/{dataset}")
         return f"health/{dataset}"
     exp_id = experiments.prepare(ExperimentConfig(kind="transfer", dataset=dataset))
-    experiments._write_status(exp_id, state="running", pid=pid)
+    jobs.write_status(experiments.status_path(exp_id), state="running", pid=pid)
+    jobs.index.note(experiments.status_path(exp_id), f"experiment/{exp_id}")
     return f"experiment/{exp_id}"
 
 
@@ -151,7 +154,7 @@ def start_job(kind: str, dataset: str):
         from imgcls.train import TrainConfig, prepare_run
 
         run_id = prepare_run(TrainConfig(dataset, strategy="linear", epochs=1))
-        return run_id, lambda: jobs.start(run_id)
+        return run_id, lambda: runjobs.start(run_id)
     if kind == "health":
         return None, lambda: healthjob.start(dataset)
     return None, lambda: experiments.start(ExperimentConfig(kind="transfer", dataset=dataset))
@@ -194,7 +197,7 @@ def test_a_job_started_for_real_counts_and_resume_is_refused_too(imgcls_home, mk
         with pytest.raises(quotas.QuotaError, match="You already have 1 job running"):
             experiments.start(ExperimentConfig(kind="transfer", dataset="pets"))
         with pytest.raises(quotas.QuotaError, match="stop it on the Review page"):
-            jobs.resume(run_id)
+            runjobs.resume(run_id)
         assert runs.read_status(run_id)["state"] == "interrupted"  # still resumable later
     finally:
         healthjob.stop_job("pets")

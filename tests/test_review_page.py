@@ -436,10 +436,10 @@ def wait_for_check(name="d", timeout=120) -> dict:
     from imgcls import healthjob
 
     deadline = time.monotonic() + timeout
-    while healthjob.job_status(name).get("state") == "running" and time.monotonic() < deadline:
+    while healthjob.job_status(name).get("state") in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
     status = healthjob.job_status(name)
-    if status.get("state") == "running":
+    if status.get("state") in ("queued", "running"):
         healthjob.stop_job(name)
     return status
 
@@ -453,7 +453,7 @@ def test_the_real_health_check_runs_in_the_background(dataset):
     try:
         status = healthjob.job_status("d")
         assert (workspace.dataset_dir("d") / healthjob.STATUS_FILE).exists() and status["pid"]
-        if status["state"] == "running":  # drawn while it runs: the live progress, no second start
+        if status["state"] in ("queued", "running"):  # drawn while it runs: the live view, no second start
             assert at.get("progress") and not [b for b in at.button if b.key == "review.check"]
             assert at.button(key="review.check.stop").label == "Stop the check"
             assert len(at.image) == 12  # the gallery stays usable meanwhile
@@ -495,7 +495,7 @@ def test_a_running_check_shows_its_progress_after_a_refresh_and_can_be_stopped(d
     write_status(state="running", progress=0.4, message="Reading images (5 of 12)", pid=sleeper.pid)
     at = open_review()  # a fresh session, as after a browser refresh
     [bar] = at.get("progress")
-    assert bar.proto.text == plain("Reading images (5 of 12)") and bar.proto.value == 40
+    assert bar.proto.text == "40% done · " + plain("Reading images (5 of 12)") and bar.proto.value == 40
     assert metric(at, "Health score") == "72/100"
     assert at.button(key="review.check").disabled  # no second check while one runs
     at.switch_page(nav.DATA.path).run()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from imgcls import jobs, runnames, runs, workspace
+from imgcls import jobs, runjobs, runnames, runs, workspace
 from imgcls.train import TrainConfig, prepare_run
 
 from test_train import SMALL, make_dataset
@@ -34,10 +34,10 @@ def wait_for(what: str, done, seconds: float = 240) -> None:
 def stopped_finetune(dataset: str = "toy") -> str:
     """A real background finetune on `dataset`, stopped with jobs.stop after its first network epoch."""
     run_id = prepare_run(TrainConfig(dataset=dataset, **LONG_FINETUNE))
-    jobs.start(run_id)
+    runjobs.start(run_id)
     wait_for("the first fine-tuning epoch", lambda: finetune_epochs(run_id)
              or runs.read_status(run_id).get("state") in runs.FINAL_STATES)
-    assert jobs.stop(run_id)["state"] == "cancelled"
+    assert runjobs.stop(run_id)["state"] == "cancelled"
     return run_id
 
 
@@ -132,10 +132,10 @@ def test_a_real_stop_after_the_first_finetune_epoch_keeps_a_usable_model():
 def test_a_stop_before_any_model_says_there_is_nothing_to_evaluate():
     make_dataset()
     run_id = prepare_run(TrainConfig(dataset="toy", **LONG_FINETUNE))
-    with jobs.device_lock("cpu"):  # the job waits for the device, so it cannot have saved anything
-        jobs.start(run_id)
+    with jobs.slots.hold("cpu"):  # the job waits for the device, so it cannot have saved anything
+        runjobs.start(run_id)
         wait_for("the job to queue", lambda: runs.read_status(run_id).get("message") == "Waiting for the device")
-        status = jobs.stop(run_id)
+        status = runjobs.stop(run_id)
     assert status["state"] == "cancelled" and "nothing to evaluate" in status["message"]
     assert runs.model_runs("toy") == []
 

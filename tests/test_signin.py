@@ -135,7 +135,7 @@ def test_reachable_without_sign_in_says_so_on_every_page():
 def test_a_background_job_works_in_its_users_workspace(signin_secrets):
     import time
 
-    from imgcls import jobs, runs
+    from imgcls import runjobs, runs
     from imgcls.train import TrainConfig, prepare_run
     from test_train import SMALL, make_dataset
 
@@ -143,7 +143,7 @@ def test_a_background_job_works_in_its_users_workspace(signin_secrets):
     with workspace.use(alice):
         make_dataset(per_class=6)
         run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=2, **SMALL))
-        jobs.start(run_id)
+        runjobs.start(run_id)
         deadline = time.monotonic() + 240
         while runs.read_status(run_id).get("state") not in ("done", "failed") and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -152,7 +152,8 @@ def test_a_background_job_works_in_its_users_workspace(signin_secrets):
     server = workspace.server_root()
     assert not (server / "runs").exists() and not (server / "datasets").exists()
     assert (alice / "runs" / run_id / "model.safetensors").exists()
-    assert (server / "locks" / "cpu.lock").exists()  # the device is taken in turns by the whole server
+    assert (server / "jobs" / "queue.lock").exists()  # the device is taken in turns by the whole server
+    assert not (alice / "jobs" / "queue").exists()  # the line is the server's; the user keeps only an index
 
 
 def test_a_broken_operator_config_is_one_sentence_naming_the_file(app_home):

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls import features, jobs, runs, workspace
+from imgcls import features, jobs, runjobs, runs, workspace
+from imgcls.jobs import procs
 from imgcls.data import import_files
 from imgcls.heads import class_weights
 from imgcls.loops import suggest_lr, train_one_epoch
@@ -106,7 +107,7 @@ def test_status_goes_from_queued_to_running_to_done_in_a_background_job():
     make_dataset()
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
     assert runs.read_status(run_id)["state"] == "queued"
-    jobs.start(run_id)
+    runjobs.start(run_id)
     seen = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -132,13 +133,13 @@ def test_stop_ends_a_job_within_two_seconds_and_keeps_the_best_model():
     make_dataset()
     # a DataLoader worker too: stopping must not turn its exit into a failure
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="full", epochs=200, patience=200, workers=1, **SMALL))
-    jobs.start(run_id)
+    runjobs.start(run_id)
     _wait(run_id, lambda s: (runs.run_dir(run_id) / "model.safetensors").exists())
     start = time.monotonic()
-    status = jobs.stop(run_id)
+    status = runjobs.stop(run_id)
     assert time.monotonic() - start < 2.5
     assert status["state"] == "cancelled"
-    assert not runs.pid_alive(status["pid"])
+    assert not procs.alive(status["pid"])
     assert (runs.run_dir(run_id) / "model.safetensors").exists()
 
 
@@ -146,7 +147,7 @@ def test_a_killed_job_is_interrupted_and_resumes_where_it_stopped():
     make_dataset()
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="finetune", epochs=40, patience=40,
                                      head_epochs=2, **SMALL))
-    jobs.start(run_id)
+    runjobs.start(run_id)
     _wait(run_id, lambda s: (s.get("epoch") or 0) >= 2 and (runs.run_dir(run_id) / "last.pt").exists()
           and s.get("message", "").endswith("done"))
     os.killpg(runs.read_status(run_id)["pid"], signal.SIGKILL)
@@ -165,11 +166,11 @@ def test_a_killed_job_is_interrupted_and_resumes_where_it_stopped():
 def test_a_second_job_queues_while_the_device_is_busy():
     make_dataset()
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=2, **SMALL))
-    with jobs.device_lock("cpu"):
-        jobs.start(run_id)
+    with jobs.slots.hold("cpu"):
+        runjobs.start(run_id)
         time.sleep(3)
         status = runs.read_status(run_id)
-        assert status["state"] == "queued" and jobs.queue_position(run_id) == 1
+        assert status["state"] == "queued" and runjobs.queue_position(run_id) == 1
     assert _wait(run_id, lambda s: s["state"] in runs.FINAL_STATES)["state"] == "done"
 
 

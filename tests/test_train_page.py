@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, jobs, runs, training_charts, workspace
+from imgcls import data, runjobs, runs, training_charts, workspace
+from imgcls.jobs import procs
 from imgcls.train import TrainConfig, prepare_run
 from imgcls.ui import nav
 from apphelpers import metric, png
@@ -98,7 +99,7 @@ def test_linear_run_from_the_page_trains_in_the_background():
     assert not at.error
     run_id = the_run()
     assert state_of(run_id) in runs.ACTIVE_STATES
-    assert runs.pid_alive(runs.read_status(run_id)["pid"])  # a process of its own, not the page
+    assert procs.alive(runs.read_status(run_id)["pid"])  # a process of its own, not the page
     cfg = runs.read_config(run_id)
     assert (cfg["strategy"], cfg["backbone"], cfg["augment"]) == ("linear", "efficientnet_lite0", "saved")
     poll(at, lambda a: state_of(run_id) == "done" and a.metric, "the linear run to finish")
@@ -146,7 +147,7 @@ def test_stop_ends_a_running_finetune_run():
     at.button(key=f"train.stop.{run_id}").click().run()
     assert time.monotonic() - started < 10
     assert state_of(run_id) == "cancelled"
-    assert not runs.pid_alive(pid)
+    assert not procs.alive(pid)
     assert any("Stopped by the user" in w.value for w in at.warning)
     assert not at.exception
 
@@ -161,7 +162,7 @@ def test_second_run_waits_in_the_queue_and_can_be_cancelled():
     at.button(key=f"train.stop.{second}").click().run()
     assert state_of(second) == "cancelled"
     assert state_of(first) == "running"
-    jobs.stop(first)
+    runjobs.stop(first)
     assert not at.exception
 
 
@@ -174,9 +175,9 @@ def test_interrupted_run_can_be_resumed():
     assert any("stopped unexpectedly" in w.value for w in at.warning)
     at.button(key=f"train.resume.{run_id}").click().run()
     status = runs.read_status(run_id)
-    assert status["state"] in runs.ACTIVE_STATES and runs.pid_alive(status["pid"])
+    assert status["state"] in runs.ACTIVE_STATES and procs.alive(status["pid"])
     assert not [b for b in at.button if b.key == f"train.resume.{run_id}"]
-    jobs.stop(run_id)
+    runjobs.stop(run_id)
     assert not at.exception
 
 

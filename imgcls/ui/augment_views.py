@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from imgcls import augpreview, augspec, imgcache, labelsafety, models, workspace
+from imgcls import augpreview, augspec, imgcache, jobs, labelsafety, measurejob, quotas, workspace
 from imgcls.augment import load_pipeline, save_pipeline
+from imgcls.preprocess import Preprocess
 
 from . import cached, state
+from .jobview import JobView, show_job
 from .text import plain
 
 from .augmenting import (CHOICES, MEASURED, SEED, TILE_PX, UPLOAD_ERROR, UPLOAD_SEEN, VARIABILITY,
@@ -89,7 +90,7 @@ def resample_button(where) -> None:
 
 def show_preview(dataset: str, rows, k: int, pipeline: dict, size: int, dcfg: dict) -> None:
     """The chosen images as the model sees them, beside k augmented versions with what was drawn."""
-    side = imgcache.cache_size(size, dcfg["crop_pct"])
+    side = Preprocess.from_data_config(dcfg, size).side
     stamp = cached.stamp(dataset)
     try:
         tiles = _tiles(stamp, tuple(rows["path"]), tuple(rows["hash"]), side, dcfg["interpolation"],
@@ -140,59 +141,32 @@ def _class_colours(stamp: tuple, side: int, interpolation: str, per_class: int =
 
 
 def _measure_key(dataset: str, pipeline: dict | None) -> str:
-    return json.dumps([str(workspace.home()), dataset, cached.stamp(dataset)[1], pipeline], sort_keys=True)
+    return measurejob.key_of(dataset, [pipeline], str(cached.stamp(dataset)[1]))
 
 
-# The measurement takes seconds to a minute on a CPU: it runs in a worker thread (plain Python, no st.*), so
-# moving a slider meanwhile does not kill it, and the page polls it from a fragment. One at a time for the
-# whole server; jobs are kept by (dataset, manifest, pipeline) so a second session finds a finished one.
-_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcls-measure")
-_JOBS: OrderedDict[str, dict] = OrderedDict()
-POLL_S = 1.0
-
-
+# The measurement takes seconds to a minute on a CPU: it runs as a background job (one folder per dataset
+# version and pipeline, so a second tab or a later visit finds a finished one), and the page shows its
+# progress through the job view; moving a slider meanwhile does not stop it.
 def _start_measure(key: str, dataset: str) -> None:
-    if key in _JOBS and not _JOBS[key]["future"].done():
-        return
-    job = {"progress": (0.0, "Waiting to start")}
-    choices = st.session_state[CHOICES]
-
-    def report(fraction: float, message: str) -> None:
-        job["progress"] = (min(max(fraction, 0.0), 1.0), message)
-
-    frozen = json.loads(json.dumps(choices))  # the editor keeps changing its own list
-    job["future"] = _POOL.submit(workspace.bound(labelsafety.measure), dataset, frozen, progress=report)
-    _JOBS[key] = job
-    while len(_JOBS) > 8:
-        _JOBS.popitem(last=False)
+    try:
+        measurejob.start(dataset, json.loads(json.dumps(st.session_state[CHOICES])), key)
+    except (quotas.QuotaError, workspace.WorkspaceError, OSError) as exc:
+        st.error(f"The measurement could not start: {plain(exc)}")
 
 
-def _measure_progress(key: str) -> None:
-    job = _JOBS.get(key)
-    if job is None or job["future"].done():
-        st.rerun()  # the whole page: show the result, stop polling
-    st.progress(*job["progress"])
-
-
-def _collect(key: str) -> None:
-    """A finished measurement of this pipeline: its result into the session, or its error on the page."""
-    job = _JOBS.get(key)
-    if job is None or not job["future"].done():
-        return
-    exc = job["future"].exception()
-    if exc is None:
-        st.session_state[MEASURED] = {"key": key, "result": job["future"].result()}
-    elif isinstance(exc, (ValueError, OSError, models.BackboneUnavailable)):
-        st.error(f"The measurement could not run: {plain(exc)}")
-    else:
-        raise exc
+def _collect(dataset: str, key: str, status: dict) -> None:
+    """A finished measurement of this pipeline: remembered for the page, or what went wrong shown."""
+    if status.get("state") == "done":
+        st.session_state[MEASURED] = {"home": str(workspace.home()), "dataset": dataset, "key": key}
+    elif status.get("state") in ("failed", "interrupted"):
+        st.error(plain(status.get("message") or "The measurement could not finish."), icon=":material/error:")
 
 
 def show_label_safety(dataset: str, choices: list[dict], pipeline: dict | None, size: int, dcfg: dict) -> None:
     """Rule-of-thumb warnings, and the measured accuracy lost per transform and class, on request."""
     classes = sorted(_train_rows(dataset)["label"].astype(str).unique())
     # the class colours mean reading up to 120 images: only when a transform's warning depends on them
-    colours = _class_colours(cached.stamp(dataset), imgcache.cache_size(size, dcfg["crop_pct"]),
+    colours = _class_colours(cached.stamp(dataset), Preprocess.from_data_config(dcfg, size).side,
                              dcfg["interpolation"]) if labelsafety.needs_colours(choices) else None
     # the warnings are Markdown that names the classes as given: give them as shown (escaped)
     shown = {plain(label): colour for label, colour in colours.items()} if colours else colours
@@ -203,20 +177,23 @@ def show_label_safety(dataset: str, choices: list[dict], pipeline: dict | None, 
         st.caption("No rule of thumb warns about these transforms for your classes. The measurement below "
                    "checks on your own images.")
     key = _measure_key(dataset, pipeline)
-    job = _JOBS.get(key)
-    running = job is not None and not job["future"].done()
+    status = measurejob.status(dataset, key)
+    running = status.get("state") in jobs.ACTIVE
     # on_click starts the job before this run draws the button, so it is drawn disabled at once
     st.button("Measure what each transform does to accuracy", key="augment.measure", icon=":material/biotech:",
               disabled=pipeline is None or not choices or running, on_click=_start_measure, args=(key, dataset),
               help="Trains a quick classifier on unchanged images, then shows it validation images changed "
                    "by each transform alone. A big drop means the transform can change what the image shows.")
     if running:
-        st.fragment(run_every=POLL_S)(_measure_progress)(key)
+        show_job(JobView(stop_key="augment.measure.stop", status=partial(measurejob.status, dataset, key),
+                         stop=partial(measurejob.stop, dataset, key), device="CPU"))
     else:
-        _collect(key)
-    measured = st.session_state.get(MEASURED)
-    if measured and json.loads(measured["key"])[:2] == [str(workspace.home()), dataset]:
-        show_measurement(measured["result"], stale=measured["key"] != key)
+        _collect(dataset, key, status)
+    measured = st.session_state.get(MEASURED) or {}
+    if measured.get("home") == str(workspace.home()) and measured.get("dataset") == dataset:
+        saved = measurejob.result(dataset, measured["key"])
+        if saved:
+            show_measurement(saved, stale=measured["key"] != key)
 
 
 def show_measurement(result: dict, stale: bool) -> None:

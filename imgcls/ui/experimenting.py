@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
-from imgcls import experiments, quotas
+from imgcls import experiments, jobs, quotas
 from imgcls.concepts import card
 from imgcls.experiments import ExperimentConfig
 from imgcls.ui import state, teach
+from imgcls.ui.jobview import JobView, show_job
 from imgcls.ui.text import plain
 from imgcls.workspace import WorkspaceError
 
 KIND = state.LEARN_EXPERIMENT
 MODE = "learn.experiment.mode"
 TITLES = {kind: card(kind).question for kind in experiments.KINDS}
-ACTIVE = ("queued", "running")
+ACTIVE = jobs.ACTIVE
 
 
 def kind_controls() -> tuple[str, str]:
@@ -52,22 +55,17 @@ def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
         st.rerun()
 
 
-@st.fragment(run_every=1.0)
 def show_live(exp_id: str) -> None:
-    """Progress of a running experiment, refreshed every second; reruns the page when it ends."""
-    status = experiments.status(exp_id)
-    if status.get("state") not in ACTIVE:
-        st.rerun()  # the whole page: the result section appears
-    st.progress(float(status.get("progress") or 0.0), text=plain(status.get("message") or "Starting…"))
-    if st.button("Stop", key=f"learn.experiment.stop.{exp_id}", icon=":material/stop:"):
-        experiments.stop(exp_id)
-        st.rerun()
+    """A queued or running experiment: its place in line or progress, with Stop; the page is drawn again
+    when it ends (the result section appears)."""
+    show_job(JobView(stop_key=f"learn.experiment.stop.{exp_id}", status=partial(experiments.status, exp_id),
+                     stop=partial(experiments.stop, exp_id)))
 
 
 def show_result(info: dict) -> None:
     """The plot, the conclusion written from the numbers, the table and the code to repeat it."""
     state = info.get("state")
-    if state in ("failed", "cancelled"):
+    if state in ("failed", "cancelled", "interrupted"):
         st.warning(f"The last {plain(info['kind'])} experiment {plain(state)}: "
                    f"{plain(info.get('message') or 'no details')}")
         return

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
-from imgcls import health, healthjob, quotas, workspace
+from imgcls import health, healthjob, jobs, quotas, workspace
 
 from . import cached
+from .jobview import JobView, show_job
 from .review_groups import is_open, open_groups, show_groups
 from .reviewing import images_count, kind_title, show_finding_images, when
 from .text import plain
@@ -85,23 +88,18 @@ def _start_check(name: str) -> None:
     st.rerun()
 
 
-@st.fragment(run_every=1.0)
 def show_live(name: str) -> None:
-    """Progress of the running check, refreshed every second; draws the whole page again when it ends."""
-    status = healthjob.job_status(name)
-    if status.get("state") != "running":
-        st.rerun()  # the whole page: the new score and findings, or what went wrong
-    fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
-    st.progress(fraction, text=plain(status.get("message") or "Checking…"))
-    st.caption("The check runs in the background: you can keep reviewing, or visit other pages and come back.")
-    if st.button("Stop the check", key="review.check.stop", icon=":material/stop:"):
-        healthjob.stop_job(name)
-        st.rerun()
+    """The queued or running check: its place in line or progress, with Stop; the page is drawn again when it
+    ends."""
+    show_job(JobView(stop_key="review.check.stop", status=partial(healthjob.job_status, name),
+                     stop=partial(healthjob.stop_job, name), stop_label="Stop the check", device="CPU",
+                     caption="The check runs in the background: you can keep reviewing, or visit other pages "
+                             "and come back."))
 
 
 def _show_job_outcome(status: dict) -> None:
-    """What went wrong in the last background check, if it failed."""
-    if status.get("state") == "failed":
+    """What went wrong in the last background check, if it failed or its process vanished."""
+    if status.get("state") in ("failed", "interrupted"):
         st.error(plain(status.get("message") or "The check could not finish."), icon=":material/error:")
 
 
@@ -112,7 +110,7 @@ def health_controls(name: str) -> dict | None:
     also after a browser refresh or a visit to another page."""
     report = load_report(name)
     status = healthjob.job_status(name)
-    running = status.get("state") == "running"
+    running = status.get("state") in jobs.ACTIVE
     if report is None:
         st.markdown(f"**Not checked yet.** The check looks for {CHECKS}. It takes a few seconds to a few "
                     "minutes, by the number of images, and changes nothing: you decide what to fix.")

@@ -9,7 +9,7 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls import jobs, models, quotas, runnames, runs, workspace
+from imgcls import models, quotas, runjobs, runnames, runs, workspace
 from imgcls.augment import load_pipeline
 from imgcls.train import DEFAULTS, STRATEGIES, TrainConfig, TrainError, prepare_run
 
@@ -22,13 +22,11 @@ from .text import plain
 RUN = "train.run"  # id of the run shown in the live view
 LR_RUN = "train.lr_run"  # id of the latest learning-rate search started here
 CHECKED = "train.checked_interrupted"  # mark_interrupted() has run for this session
-POLL_S = 1.0  # live view refresh while a job is queued or running: smooth enough, two small file reads
 STRATEGY_TITLES = {"linear": "Last layer only (linear)", "finetune": "Fine-tune the top layers (finetune)",
                    "full": "Train every layer (full)", "scratch": "From scratch, no pretraining (scratch)"}
 LR_MODES = {"default": "Strategy default", "auto": "Find it automatically", "custom": "Set it myself"}
 KEEP = "session"  # form values survive a visit to another page
 PER_STRATEGY = ("epochs", "patience", "batch_size")  # settings reset to the strategy's own when it changes
-WAITING = "Waiting for the device"  # the status message of a job blocked on the device lock (imgcls.train.run)
 
 
 def check_interrupted_once() -> None:
@@ -229,7 +227,7 @@ def start(config: TrainConfig) -> str | None:
         quotas.check_disk()
         quotas.check_job_start()  # before the run is made, so a refusal leaves no run behind
         run_id = prepare_run(config)
-        jobs.start(run_id)
+        runjobs.start(run_id)
     except quotas.QuotaError as exc:
         st.error(plain(exc))
         return None
@@ -255,9 +253,10 @@ def start_lr_find(config: TrainConfig) -> bool:
     return run_id is not None
 
 
-def _resume(run_id: str) -> None:
+def resume_run(run_id: str) -> None:
+    """Continue a stopped or interrupted run in the background, or say why it cannot start now."""
     try:
-        jobs.resume(run_id)
+        runjobs.resume(run_id)
     except quotas.QuotaError as exc:
         st.error(plain(exc))
         st.stop()  # the caller's rerun would wipe the message: end this run with it shown

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import math
+from functools import partial
 
 import streamlit as st
 
-from imgcls import jobs, runs, training_charts, workspace
+from imgcls import runjobs, runs, training_charts, workspace
 
 from . import nav
+from .jobview import JobView, show_job
 from .text import code, plain
-from .training import KEEP, POLL_S, WAITING, _resume
+from .training import KEEP, resume_run
 
 # --- the live view --------------------------------------------------------------------------------
-
-
-def _duration(seconds) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "estimating time left"
-    seconds = int(seconds)
-    return f"about {seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f"about {seconds} s left"
-
-
-def _progress_text(status: dict) -> str:
-    progress = float(status.get("progress") or 0)
-    parts = [f"{progress:.0%} done" if progress else "", plain(status.get("message") or ""),
-             _duration(status.get("eta_seconds"))]
-    if status.get("images_per_second"):
-        parts.append(f"{status['images_per_second']:,.0f} images/s")
-    return " · ".join(p for p in parts if p)
 
 
 def _describe(config: dict) -> str:
@@ -40,40 +25,26 @@ def _describe(config: dict) -> str:
             f" · {plain(config.get('img_size'))} px · augmentation {plain(augment)} · {plain(config.get('device'))}")
 
 
+def _run_job(run_id: str, label: str = "Stop training", **views) -> JobView:
+    config = runs.read_config(run_id)
+    return JobView(stop_key=f"train.stop.{run_id}", status=partial(runs.read_status, run_id),
+                   stop=partial(runjobs.stop, run_id), stop_label=label, device=str(config.get("device")), **views)
+
+
 def show_run(run_id: str, infos: list) -> None:
     """Live view of a run: polled every second while it is queued or running, still once it is final."""
     # The state the rest of the page was drawn with: any change redraws the page, so the table agrees.
     state = next((s.get("state") for r, _, s in infos if r == run_id), None)
-    polling = state in runs.ACTIVE_STATES
-    st.fragment(run_every=POLL_S if polling else None)(_run_view)(run_id, state)
+    config = runs.read_config(run_id)
 
+    def settings(_status: dict) -> None:
+        st.markdown(f"Settings: {_describe(config)} · id {code(run_id)}")  # its name is in the picker above
 
-def _stop_button(run_id: str, label: str = "Stop training") -> None:
-    if st.button(label, key=f"train.stop.{run_id}", icon=":material/stop_circle:"):
-        jobs.stop(run_id)
-        st.rerun()  # the whole page: the fragment stops polling and the runs table updates
-
-
-def _run_view(run_id: str, drawn_state: str) -> None:
-    status, config = runs.read_status(run_id), runs.read_config(run_id)
-    state = status.get("state")
-    if state != drawn_state:
-        st.rerun()  # started or finished: redraw the whole page once (runs table, timer on or off)
-    st.markdown(f"Settings: {_describe(config)} · id {code(run_id)}")  # its name is in the picker above
-    if state == "queued" and status.get("message") == WAITING:
-        place = jobs.queue_position(run_id)
-        st.info(f"Waiting for the {plain(config.get('device'))}{f', number {place:,} in the queue' if place else ''}: "
-                "this run starts when the one before it ends.", icon=":material/hourglass_top:")
-        _stop_button(run_id, "Cancel this run")
-    elif state == "queued":  # the job process is loading PyTorch; it has not asked for the device yet
-        st.progress(0.0, text=f"Starting the training process… ({plain(status.get('message') or 'queued')})")
-        _stop_button(run_id)
-    elif state == "running":
-        st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0), text=_progress_text(status))
-        _stop_button(run_id)
-    records = runs.read_metrics(run_id)
-    show_outcome(run_id, status, config, records)
-    show_curves(config, records, run_id)
+    def outcome(status: dict) -> None:
+        records = runs.read_metrics(run_id)
+        show_outcome(run_id, status, config, records)
+        show_curves(config, records, run_id)
+    show_job(_run_job(run_id, before=settings, after=outcome), drawn_state=state)
 
 
 def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -> None:
@@ -104,7 +75,7 @@ def show_outcome(run_id: str, status: dict, config: dict, records: list[dict]) -
         st.warning(plain(message))
         show_best_so_far(run_id, config, records)
         if st.button("Resume training", key=f"train.resume.{run_id}", icon=":material/play_arrow:"):
-            _resume(run_id)
+            resume_run(run_id)
             st.rerun()
 
 
@@ -147,20 +118,24 @@ def _use_lr(value: float) -> None:
 
 def show_lr_find(run_id: str) -> None:
     """The learning-rate search: its progress, then the loss curve with a button to use the suggestion."""
-    polling = runs.read_status(run_id).get("state") in runs.ACTIVE_STATES
-    st.fragment(run_every=POLL_S if polling else None)(_lr_view)(run_id, polling)
+
+    def header(status: dict) -> None:
+        if status.get("state") in runs.ACTIVE_STATES:
+            st.markdown(f"Searching a learning rate for {_searched(run_id)}…")
+
+    show_job(_run_job(run_id, "Stop the search", before=header, after=partial(_lr_result, run_id)))
 
 
-def _lr_view(run_id: str, polling: bool) -> None:
-    status, config = runs.read_status(run_id), runs.read_config(run_id)
+def _searched(run_id: str) -> str:
+    """What a learning-rate search is for, as Markdown: its strategy and backbone."""
+    config = runs.read_config(run_id)
+    return f"{plain(config.get('strategy'))} with {code(config.get('backbone'))}"
+
+
+def _lr_result(run_id: str, status: dict) -> None:
+    what = _searched(run_id)
     state = status.get("state")
-    if polling and state not in runs.ACTIVE_STATES:
-        st.rerun()
-    what = f"{plain(config.get('strategy'))} with {code(config.get('backbone'))}"
     if state in runs.ACTIVE_STATES:
-        text = "Waiting for the device" if state == "queued" else _progress_text(status)
-        st.progress(float(status.get("progress") or 0), text=f"Searching a learning rate for {what}: {text}")
-        _stop_button(run_id, "Stop the search")
         return
     found = workspace.read_json(runs.run_dir(run_id) / "lr_find.json") if state == "done" else None
     if not found:
