@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from imgcls import access
-from imgcls.ui import demo, errors, nav, preload, signin, state, tidy, widgets
+from imgcls.store import access
+from imgcls.ui import demo
+from imgcls.ui.common import errors, nav, preload, signin, state, tidy, widgets
 
 # An emoji, drawn by the browser itself: a Material icon here is fetched from Google's font server, which
 # fails offline with an error on every page.

@@ -6,8 +6,9 @@ own: a call that is not inside the demo's own run fails instead of reading anyth
 
 import streamlit as st
 
-from imgcls import workspace
-from imgcls.ui import demo, errors
+from imgcls.store import workspace
+from imgcls.ui import demo
+from imgcls.ui.common import errors
 
 st.set_page_config(page_title="imgcls demo", page_icon="🖼️", layout="centered")
 

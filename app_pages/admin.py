@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import admin, widgets
+from imgcls.ui import admin
+from imgcls.ui.common import widgets
 
 st.title("Admin")
 admin.require_admin()  # the menu shows this page to admins only, but its address reaches anyone

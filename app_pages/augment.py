@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import augment_views, augmenting, state, teach, widgets
+from imgcls.ui.augment import augmenting, views as augment_views
+from imgcls.ui.common import state, teach, widgets
 
 st.title("Augment")
 widgets.show_flash()

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from imgcls.ui import imports, state, teach, widgets
-from imgcls.ui.text import plain
+from imgcls.ui.common import state, teach, widgets
+from imgcls.ui.common.text import plain
+from imgcls.ui.data import imports
 
 st.title("Data")
 widgets.show_flash()

@@ -3,9 +3,9 @@ side, predictions on new images one by one or by the ZIP, export and sharing."""
 
 import streamlit as st
 
-from imgcls import runs
-from imgcls.ui import demo, eval_compare, eval_gallery, eval_predict, evaluating, nav, state, teach
-from imgcls.ui.text import plain
+from imgcls.ui import demo
+from imgcls.ui.common import nav, state, teach
+from imgcls.ui.evaluate import compare as eval_compare, evaluating, gallery as eval_gallery, predict as eval_predict
 
 st.title("Evaluate")
 dataset = state.active_dataset()
@@ -15,13 +15,9 @@ if not run_id:
             "to see what it gets right and wrong.")
     st.page_link(nav.TRAIN.path, label="Go to the Train page", icon=":material/arrow_forward:")
     st.stop()
-evaluating.show_run_note(run_id)
-
-config = runs.read_config(run_id)
+config = evaluating.show_run_note(run_id, dataset)
 split = st.session_state.get(evaluating.SPLIT, "val")
 tta = bool(st.session_state.get(evaluating.TTA, False))
-if config.get("dataset") != dataset:
-    st.caption(f"This run was trained on '{plain(config.get('dataset'))}', not on the active dataset.")
 result = evaluating.result_controls(run_id, split, tta)
 results_tab, compare_tab, predict_tab, export_tab = st.tabs(
     ["Results", "Compare with another run", "Predict new images", "Export and share"])

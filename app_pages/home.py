@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import imports, nav
+from imgcls.ui.common import nav
+from imgcls.ui.data import imports
 
 st.title("Teach a computer to sort your images")
 st.markdown(

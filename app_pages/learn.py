@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import experimenting, learning, state
+from imgcls.ui.common import state
+from imgcls.ui.learn import experimenting, learning
 
 st.title("Learn")
 st.markdown("See what the network inside imgcls does with your images, step by step.")

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import review_export, review_health, review_images, reviewing, state, teach, widgets
+from imgcls.ui.common import state, teach, widgets
+from imgcls.ui.review import export as review_export, health as review_health, images as review_images, reviewing
 
 st.title("Review")
 if not widgets.show_dataset_nudge():

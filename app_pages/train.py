@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from imgcls.ui import state, teach, training, training_live, widgets
+from imgcls.ui.common import state, teach, widgets
+from imgcls.ui.train import live as training_live, training
 
 st.title("Train")
 if not widgets.show_dataset_nudge():

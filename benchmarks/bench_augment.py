@@ -39,8 +39,8 @@ def photos(n: int, seed: int = 0) -> np.ndarray:
 
 def throughput(preset: str, images: np.ndarray, runs: int) -> tuple[float, float]:
     """Median and best images/s of one preset over `runs` passes, as a training DataLoader worker does it."""
-    from imgcls.augment import build_pipeline
-    from imgcls.loops import fit_size
+    from imgcls.augment.pipeline import build_pipeline
+    from imgcls.train.loops import fit_size
 
     pipeline = build_pipeline(preset, SIZE, seed=0)
     rates = []
@@ -57,8 +57,10 @@ def preview_times(runs: int) -> tuple[float, float]:
     """(engine preview of 16 tiles, full Augment page rerun with new draws), medians in seconds."""
     from streamlit.testing.v1 import AppTest
 
-    from imgcls import augpreview, data, workspace
-    from imgcls.ui import nav
+    from imgcls.augment import preview as augpreview
+    from imgcls.ingest import imports as data
+    from imgcls.store import workspace
+    from imgcls.ui.common import nav
 
     images = list(photos(4, seed=1))
     engine = []
@@ -88,7 +90,7 @@ def main() -> None:
     import cv2
     import torch
 
-    from imgcls.augment import PRESETS
+    from imgcls.augment.pipeline import PRESETS
 
     torch.set_num_threads(1)  # one process, one core: what each DataLoader worker gets
     cv2.setNumThreads(1)

@@ -44,10 +44,10 @@ def main() -> None:
         os.environ["IMGCLS_HOME"] = home
         from streamlit.testing.v1 import AppTest
 
-        from imgcls.data import import_listing
-        from imgcls.sources import list_memory
-        from imgcls.ui import nav
-        from imgcls.workspace import save_setting
+        from imgcls.ingest.imports import import_listing
+        from imgcls.ingest.sources import list_memory
+        from imgcls.store.workspace import save_setting
+        from imgcls.ui.common import nav
 
         start = time.perf_counter()
         import_listing(list_memory(make_files(args.images)), "big", "generated")

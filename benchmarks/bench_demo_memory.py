@@ -75,9 +75,10 @@ def big_png(path: Path, size_mb: float, seed: int) -> Path:
 def published_home(home: Path) -> str:
     """Train and publish a tiny run in `home` (in this process); its demo token."""
     os.environ["IMGCLS_HOME"] = str(home)
-    from imgcls import demo
-    from imgcls.train import TrainConfig, prepare_run, run
     from test_train import SMALL, make_dataset
+
+    from imgcls.share import demo
+    from imgcls.train.run import TrainConfig, prepare_run, run
 
     make_dataset(name="bench", per_class=8)
     run_id = prepare_run(TrainConfig(dataset="bench", strategy="linear", epochs=3, **SMALL))

@@ -53,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="bench-exp-"))
     os.environ["IMGCLS_HOME"] = str(home)
-    from imgcls import data, workspace
+    from imgcls.ingest import imports as data
+    from imgcls.store import workspace
 
     if "shapes" not in workspace.list_datasets():
         data.import_sample("shapes", "shapes")

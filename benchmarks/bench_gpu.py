@@ -62,8 +62,8 @@ def make_files(n: int, classes: int = 8, seed: int = 0):
 
 def engine_rate(strategy: str, batch: int, epochs: int, compile_: bool) -> dict:
     """Steady images/s of our engine (median over epochs after the first)."""
-    from imgcls import runs
-    from imgcls.train import TrainConfig, prepare_run, run
+    from imgcls.store import runs
+    from imgcls.train.run import TrainConfig, prepare_run, run
 
     run_id = prepare_run(TrainConfig(dataset="bench", strategy=strategy, epochs=epochs, batch_size=batch,
                                      device="cuda", augment="light", patience=epochs, head_epochs=2,
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("IMGCLS_HOME", tempfile.mkdtemp())
-    from imgcls.data import import_listing
-    from imgcls.sources import list_memory
+    from imgcls.ingest.imports import import_listing
+    from imgcls.ingest.sources import list_memory
 
     import_listing(list_memory(make_files(args.images)), "bench", "generated")
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -62,7 +62,7 @@ def health_runs(zip_path: Path, runs: int) -> dict:
 
 def search_runs(n: int, runs: int, dim: int = 1280) -> tuple[list[float], int]:
     """Near-duplicate search on n random embeddings (with 50 planted near copies)."""
-    from imgcls import similarity
+    from imgcls.health import similarity
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(n, dim)).astype(np.float32)
@@ -96,7 +96,7 @@ def plant(name: str, seed: int) -> dict:
     from PIL import Image
     from skimage import data as skdata
 
-    from imgcls import workspace
+    from imgcls.store import workspace
 
     rng = np.random.default_rng(seed)
     folder = workspace.dataset_dir(name)
@@ -184,7 +184,8 @@ def ranking(name: str, size: int | None, truth: dict) -> dict:
     (recall among the lowest-quality k = number flipped, and ROC AUC), from the features the check cached."""
     from sklearn.metrics import roc_auc_score
 
-    from imgcls import healthscan, labelerrors, workspace
+    from imgcls.health import labelerrors, scan as healthscan
+    from imgcls.store import workspace
 
     df = workspace.read_manifest(name)
     df = df[~df["excluded"]].reset_index(drop=True)
@@ -202,7 +203,7 @@ def ranking(name: str, size: int | None, truth: dict) -> dict:
 
 def check_at(home: str, name: str, size: int | None) -> tuple[float, dict]:
     """One health check in a fresh process, embedding at `size` (the same engine call as the CLI's)."""
-    code = ("import json, sys; from imgcls import health; "
+    code = ("import json, sys; from imgcls.health import check as health; "
             f"r = health.check({name!r}, img_size={size!r}); print(json.dumps(r))")
     env = dict(os.environ, IMGCLS_HOME=home)
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Prediction speed on this CPU: one image at a time (decode → preprocess → model), and batches; with and
 without the out-of-distribution check (pre-logit features, then the k-th nearest of the largest reference
-imgcls.ood keeps, 5000 training images).
+imgcls.evaluate.ood keeps, 5000 training images).
 
 Uses EfficientNet-Lite0 with a 2-class head (speed does not depend on the trained weights) at 224 px.
 Usage: python benchmarks/bench_predict.py [--repeats 50] [--batch 32]
@@ -21,10 +21,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imgcls import ood  # noqa: E402
-from imgcls.images import decode  # noqa: E402
-from imgcls.imgcache import cache_size, center_crop, fit_square, to_tensor  # noqa: E402
-from imgcls.models import create_model, data_config  # noqa: E402
+from imgcls.evaluate import ood  # noqa: E402
+from imgcls.ingest.images import decode  # noqa: E402
+from imgcls.vision.imgcache import cache_size, center_crop, fit_square, to_tensor  # noqa: E402
+from imgcls.vision.models import create_model, data_config  # noqa: E402
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ def health_then_train(zip_path: Path, size: int, seed: int) -> dict:
         cli = [sys.executable, "-m", "imgcls"]
         subprocess.run(cli + ["import", str(zip_path), "--name", "hym", "--json"], env=env, cwd=ROOT,
                        check=True, capture_output=True)
-        check = f"from imgcls import health; health.check('hym', img_size={size})"
+        check = f"from imgcls.health import check as health; health.check('hym', img_size={size})"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", check], env=env, cwd=ROOT, check=True, capture_output=True)
         health_s = time.perf_counter() - start
@@ -82,7 +82,7 @@ def reference(zip_path: Path, seed: int, epochs: int, target: float) -> dict:
     import torch
     from torchvision import datasets, transforms
 
-    from imgcls.models import create_model
+    from imgcls.vision.models import create_model
 
     torch.manual_seed(seed)
     norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

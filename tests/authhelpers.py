@@ -35,7 +35,7 @@ def signin_configured(folder: Path):
 
 def _reread() -> None:
     """Streamlit and the app both keep what they read of the secrets: have them read the files again."""
-    from imgcls.ui import signin
+    from imgcls.ui.common import signin
 
     secrets_singleton._reset()
     signin.refresh()

@@ -28,7 +28,7 @@ def app_home(tmp_path, monkeypatch) -> Path:
     background job left running afterwards."""
     from streamlit import config
 
-    from imgcls import runjobs
+    from imgcls.train import runjobs
 
     home = tmp_path / "ws"
     monkeypatch.setenv("IMGCLS_HOME", str(home))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import access, quotas, workspace
-from imgcls.data import import_zip
-from imgcls.ui import nav
+from imgcls.store import access, quotas, workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.ui.common import nav
 from authhelpers import ISSUER, signed_in, signin_configured, write_config
 
 ROOT = Path(__file__).resolve().parents[1]

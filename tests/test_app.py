@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, workspace
-from imgcls.ui import nav
+from imgcls.ingest import imports as data
+from imgcls.store import workspace
+from imgcls.ui.common import nav
 from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +241,7 @@ def test_page_icon_needs_no_network():
 def test_libraries_are_imported_in_the_background_only_while_no_page_draws(monkeypatch):
     import time
 
-    from imgcls.ui import preload
+    from imgcls.ui.common import preload
 
     loaded = []
     monkeypatch.setattr(preload, "MODULES", ("first", "second"))
@@ -270,7 +271,7 @@ def test_home_and_data_pages_do_not_import_the_ml_libraries():
     data.import_sample("shapes", "shapes")
     workspace.save_setting("active_dataset", "shapes")
     code = (
-        "import sys\nfrom imgcls.ui import preload\npreload.start_in_background = lambda: None\n"
+        "import sys\nfrom imgcls.ui.common import preload\npreload.start_in_background = lambda: None\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({APP!r}, default_timeout=120).run()\n"
         f"at.switch_page({DATA!r}).run()\nassert not at.exception, at.exception\n"
@@ -286,7 +287,7 @@ def test_home_and_data_pages_do_not_import_the_ml_libraries():
 def test_the_warm_up_pass_runs_offline_on_the_default_backbone(monkeypatch):
     import socket
 
-    from imgcls.ui import preload
+    from imgcls.ui.common import preload
 
     def refuse(*args, **kwargs):
         raise AssertionError("the warm-up tried to reach the network")
@@ -311,7 +312,7 @@ def test_importing_the_libraries_sends_nothing_out():
 
 
 def test_long_file_names_are_shortened_under_a_thumbnail():
-    from imgcls.ui.widgets import _short
+    from imgcls.ui.common.widgets import _short
 
     short = _short("IMG_20240101_123456789.jpg")
     assert len(short) <= 18 and short.startswith("IMG_2") and short.endswith("789.jpg") and "…" in short

@@ -8,9 +8,9 @@ import zipfile
 import pandas as pd
 import pytest
 
-from imgcls import journal, workspace
-from imgcls.archive import export_dataset
-from imgcls.data import import_zip
+from imgcls.store import journal, workspace
+from imgcls.ingest.archive import export_dataset
+from imgcls.ingest.imports import import_zip
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 
@@ -44,7 +44,7 @@ def test_export_round_trips_through_import(mk):
 
 
 def test_clashing_and_odd_names_are_made_safe():
-    from imgcls.archive import member_names
+    from imgcls.ingest.archive import member_names
 
     df = pd.DataFrame({"path": ["images/1.png", "images/2.png", "images/3.jpg"],
                        "source": ["x/Photo.png", "y/photo.png", "../../evil:name?.jpg"],
@@ -55,7 +55,7 @@ def test_clashing_and_odd_names_are_made_safe():
 
 
 def test_odd_class_names_survive_the_round_trip_through_the_manifest(mk, tmp_path):
-    from imgcls import recipe
+    from imgcls.teach import recipe
 
     import_zip(mk.zip(mk.class_members({"a": 3, "b": 3, "c": 3})), "odd")
     df = workspace.read_manifest("odd")

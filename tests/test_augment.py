@@ -6,8 +6,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from imgcls import augspec
-from imgcls.augment import PRESETS, build_pipeline, pipeline_to_dict
+from imgcls.augment import spec as augspec
+from imgcls.augment.pipeline import PRESETS, build_pipeline, pipeline_to_dict
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
 

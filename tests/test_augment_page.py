@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, runs, workspace
-from imgcls.augment import load_pipeline
-from imgcls.train import TrainConfig, prepare_run
-from imgcls.ui import nav
+from imgcls.ingest import imports as data
+from imgcls.store import runs, workspace
+from imgcls.augment.pipeline import load_pipeline
+from imgcls.train.run import TrainConfig, prepare_run
+from imgcls.ui.common import nav
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -184,7 +185,7 @@ def test_switching_dataset_loads_its_own_pipeline():
 
 
 def test_tile_captions_wrap_between_words_and_a_row_holds_at_most_four_tiles():
-    from imgcls.ui import augment_views
+    from imgcls.ui.augment import views as augment_views
 
     at = open_augment()
     at.slider(key="augment.k").set_value(6).run()
@@ -212,7 +213,7 @@ def test_images_slider_counts_images_per_class():
 
 
 def test_class_colours_are_read_only_when_a_colour_transform_is_chosen(monkeypatch):
-    from imgcls import labelsafety
+    from imgcls.augment import labelsafety
 
     calls = []
     real = labelsafety.class_colours

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from imgcls import augment, augpreview, augspec, labelsafety
-from imgcls.augment import PRESETS, build_pipeline, pipeline_to_dict
-from imgcls.imgcache import cache_size, center_crop
-from imgcls.loops import fit_size
+from imgcls.augment import pipeline as augment, preview as augpreview, spec as augspec, labelsafety
+from imgcls.augment.pipeline import PRESETS, build_pipeline, pipeline_to_dict
+from imgcls.vision.imgcache import cache_size, center_crop
+from imgcls.train.loops import fit_size
 
 SIZE = 64
 SIDE = cache_size(SIZE, 0.875)  # 73: the cached square, as training reads it
@@ -139,7 +139,8 @@ def test_flips_and_big_rotations_are_flagged_on_digits_but_not_the_mirror_flip()
 
 
 def test_flags_vertical_flip_on_the_digits_sample(imgcls_home):
-    from imgcls import data, workspace
+    from imgcls.ingest import imports as data
+    from imgcls.store import workspace
 
     data.import_sample("digits", "digits")
     classes = sorted(workspace.read_manifest("digits")["label"].astype(str).unique())
@@ -175,8 +176,8 @@ def _arrow(up: bool, seed: int) -> bytes:
 
 
 def test_measurement_sees_that_an_upside_down_arrow_is_another_class(imgcls_home):
-    from imgcls.data import import_listing
-    from imgcls.sources import list_memory
+    from imgcls.ingest.imports import import_listing
+    from imgcls.ingest.sources import list_memory
 
     files = [(f"{'up' if up else 'down'}/{i:03d}.png", _arrow(up, i + 100 * up)) for up in (True, False)
              for i in range(24)]

@@ -190,8 +190,8 @@ def test_datasets_when_empty(cli):
 
 
 def test_train_options_are_saved_as_the_runs_config(imgcls_home, capsys):
-    from imgcls import runs
-    from imgcls.__main__ import main
+    from imgcls.store import runs
+    from imgcls.cli import main
     from test_train import make_dataset
 
     make_dataset(per_class=6)
@@ -216,7 +216,7 @@ def test_train_options_are_saved_as_the_runs_config(imgcls_home, capsys):
 
 def test_train_stop_evaluate_and_list_a_stopped_finetune(cli, imgcls_home, tmp_path):
     """train --json → stop RUN after the first fine-tuning epoch → evaluate RUN --json → runs --json."""
-    from imgcls import runs
+    from imgcls.store import runs
     from test_runs import LONG_FINETUNE, finetune_epochs, kept_record, wait_for
     from test_train import make_dataset
 
@@ -268,8 +268,8 @@ def test_train_stop_evaluate_and_list_a_stopped_finetune(cli, imgcls_home, tmp_p
 def test_a_stopped_train_command_says_which_model_it_kept(imgcls_home, capsys):
     import threading
 
-    from imgcls import runs
-    from imgcls.__main__ import main
+    from imgcls.store import runs
+    from imgcls.cli import main
     from test_runs import LONG_FINETUNE, finetune_epochs, wait_for
     from test_train import make_dataset
 
@@ -292,8 +292,8 @@ def test_a_stopped_train_command_says_which_model_it_kept(imgcls_home, capsys):
 
 
 def test_renaming_a_run_refuses_bad_names_in_one_plain_line(cli, imgcls_home):
-    from imgcls import runnames
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.store import runnames
+    from imgcls.train.run import TrainConfig, prepare_run
     from test_train import SMALL, make_dataset
 
     make_dataset()
@@ -310,8 +310,8 @@ def test_renaming_a_run_refuses_bad_names_in_one_plain_line(cli, imgcls_home):
 
 
 def test_publish_prints_an_unguessable_link_and_unpublish_revokes_it(cli, imgcls_home):
-    from imgcls import demo
-    from imgcls.train import TrainConfig, prepare_run, run
+    from imgcls.share import demo
+    from imgcls.train.run import TrainConfig, prepare_run, run
     from test_train import SMALL, make_dataset
 
     make_dataset(per_class=8)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import demo, workspace
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.share import demo
+from imgcls.store import workspace
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, _png, make_dataset
 
@@ -87,7 +88,7 @@ def test_published_demo_predicts_and_shows_nothing_else(trained):
 
 
 def test_the_demo_warns_about_an_image_unlike_the_training_images(trained):
-    from imgcls.predict import UNFAMILIAR
+    from imgcls.evaluate.predict import UNFAMILIAR
     from test_ood import stripes_png
 
     at = open_demo(demo.publish(trained))
@@ -118,8 +119,8 @@ def test_without_a_run_the_app_opens_as_usual():
 
 
 def test_a_run_stopped_early_is_published_and_its_demo_names_it():
-    from imgcls import runnames
-    from imgcls.ui.text import plain
+    from imgcls.store import runnames
+    from imgcls.ui.common.text import plain
     from test_runs import stopped_finetune
 
     make_dataset(per_class=12)

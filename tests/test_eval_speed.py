@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import runs, workspace
+from imgcls.store import runs, workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +25,9 @@ def _python(code: str, home: Path) -> subprocess.CompletedProcess:
 def test_the_evaluate_page_modules_load_without_torch(tmp_path):
     # torch, timm and scikit-learn cost seconds on a fresh server: a page showing saved results needs none
     out = _python("import sys\n"
-                  "import imgcls.evaluate, imgcls.predict, imgcls.export, imgcls.imgcache\n"
-                  "import imgcls.ui.evaluating, imgcls.ui.eval_gallery, imgcls.ui.eval_predict\n"
-                  "import imgcls.ui.eval_compare, imgcls.ui.demo, imgcls.ui.runlist\n"
+                  "import imgcls.evaluate.evaluation, imgcls.evaluate.predict, imgcls.evaluate.export, imgcls.vision.imgcache\n"
+                  "import imgcls.ui.evaluate.evaluating, imgcls.ui.evaluate.gallery, imgcls.ui.evaluate.predict\n"
+                  "import imgcls.ui.evaluate.compare, imgcls.ui.demo, imgcls.ui.common.runlist\n"
                   "print(sorted(m for m in ('torch', 'timm', 'sklearn', 'albumentations') if m in sys.modules))",
                   tmp_path)
     assert out.returncode == 0, out.stderr
@@ -54,7 +54,8 @@ def _wait_for(check, what: str, timeout: float = 60.0):
 def test_a_job_waits_for_its_device_without_torch_then_says_it_runs(tmp_path, monkeypatch):
     import psutil
 
-    from imgcls import jobs, runjobs
+    from imgcls import jobs
+    from imgcls.train import runjobs
 
     monkeypatch.setenv("IMGCLS_HOME", str(tmp_path))
     status = _prepared(tmp_path)
@@ -83,7 +84,7 @@ class Clock:
 
 
 def test_the_eta_follows_the_current_stage_and_does_not_drift(imgcls_home):
-    from imgcls.train import Reporter
+    from imgcls.train.run import Reporter
 
     run_id = "eta"
     runs.run_dir(run_id).mkdir(parents=True)
@@ -105,7 +106,7 @@ def test_the_eta_follows_the_current_stage_and_does_not_drift(imgcls_home):
 
 
 def test_a_new_stage_counts_the_last_estimate_down_while_it_warms_up(imgcls_home):
-    from imgcls.train import Reporter
+    from imgcls.train.run import Reporter
 
     run_id = "eta2"
     runs.run_dir(run_id).mkdir(parents=True)
@@ -126,7 +127,7 @@ def test_a_new_stage_counts_the_last_estimate_down_while_it_warms_up(imgcls_home
 
 @pytest.fixture
 def trained(imgcls_home):
-    from imgcls.train import TrainConfig, prepare_run, run
+    from imgcls.train.run import TrainConfig, prepare_run, run
 
     from test_train import SMALL, make_dataset
 
@@ -137,7 +138,8 @@ def trained(imgcls_home):
 
 
 def test_the_export_zip_is_built_once_per_model_and_name(trained, monkeypatch):
-    from imgcls import export, ood, runnames
+    from imgcls.evaluate import export, ood
+    from imgcls.store import runnames
 
     (runs.run_dir(trained) / ood.FILE).unlink()  # the training job saved one: the export must not need it
     built = []

@@ -9,10 +9,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import eval_charts, runs, workspace
-from imgcls.predict import Predictor
-from imgcls.ui import nav
-from imgcls.ui.eval_predict import LEGEND_ENDS
+from imgcls.charts import evaluation as eval_charts
+from imgcls.store import runs, workspace
+from imgcls.evaluate.predict import Predictor
+from imgcls.ui.common import nav
+from imgcls.ui.evaluate.predict import LEGEND_ENDS
 
 from test_evaluate_page import APP, CONFUSABLE, TIMEOUT, open_evaluate, trained_run
 from test_train import _png
@@ -76,7 +77,7 @@ def test_percentages_have_one_format_on_the_page():
 
 
 def test_the_export_is_built_once_per_model(monkeypatch):
-    from imgcls import export
+    from imgcls.evaluate import export
 
     trained_run()
     built = []
@@ -95,7 +96,7 @@ def test_the_train_header_lines_up_and_a_starting_job_shows_as_running():
     import subprocess
 
     from imgcls.jobs import STARTING
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.train.run import TrainConfig, prepare_run
 
     from test_train import SMALL, make_dataset
 

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from imgcls import runs
-from imgcls.evaluate import compute_metrics, evaluate, reliability
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.store import runs
+from imgcls.evaluate.evaluation import compute_metrics, evaluate, reliability
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, make_dataset
 
@@ -81,7 +81,7 @@ def test_evaluating_a_run_reproduces_its_validation_accuracy_and_saves_predictio
 
 
 def test_roc_curves_match_scikit_learn():
-    from imgcls import eval_charts
+    from imgcls.charts import evaluation as eval_charts
 
     labels, probs = _random_case(n=90, classes=3, seed=2)
     probs = np.round(probs, 2)  # ties in the scores, as real probabilities have
@@ -105,7 +105,8 @@ def test_roc_curves_match_scikit_learn():
 
 
 def test_comparison_table_and_confusion_difference():
-    from imgcls import compare, eval_charts
+    from imgcls.evaluate import compare
+    from imgcls.charts import evaluation as eval_charts
 
     labels, probs = _random_case(seed=3)
     first = compute_metrics(labels, probs, ["a", "b", "c"])
@@ -122,8 +123,8 @@ def test_comparison_table_and_confusion_difference():
 
 
 def test_saved_evaluations_keep_tta_apart_and_mark_rows_fixed_since(imgcls_home):
-    from imgcls import journal, workspace
-    from imgcls.evaluate import changes_since, saved_evaluation
+    from imgcls.store import journal, workspace
+    from imgcls.evaluate.evaluation import changes_since, saved_evaluation
 
     make_dataset(per_class=10)
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))
@@ -143,8 +144,8 @@ def test_saved_evaluations_keep_tta_apart_and_mark_rows_fixed_since(imgcls_home)
 
 
 def test_a_linear_run_is_scored_from_its_cached_features_as_the_whole_model_scores_it(imgcls_home, monkeypatch):
-    from imgcls import evaluate as evaluation
-    from imgcls import imgcache
+    from imgcls.evaluate import evaluation
+    from imgcls.vision import imgcache
 
     make_dataset(per_class=10)
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=5, **SMALL))
@@ -171,7 +172,7 @@ def test_a_linear_run_is_scored_from_its_cached_features_as_the_whole_model_scor
 
 
 def test_a_failed_evaluation_after_training_leaves_the_run_done(imgcls_home, monkeypatch):
-    from imgcls import evaluate as evaluation
+    from imgcls.evaluate import evaluation
 
     make_dataset(per_class=10)
     run_id = prepare_run(TrainConfig(dataset="toy", strategy="linear", epochs=3, **SMALL))

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import eval_charts, runs, workspace
-from imgcls.train import TrainConfig, prepare_run, run
-from imgcls.ui import nav
+from imgcls.charts import evaluation as eval_charts
+from imgcls.store import runs, workspace
+from imgcls.train.run import TrainConfig, prepare_run, run
+from imgcls.ui.common import nav
 
 from test_train import SMALL, _png, make_dataset
 from apphelpers import metric, png
@@ -123,7 +124,7 @@ def test_prediction_upload_shows_a_result_and_names_a_broken_file():
 
 
 def test_two_uploads_of_the_same_name_each_show_their_own_picture(monkeypatch):
-    from imgcls.predict import Predictor
+    from imgcls.evaluate.predict import Predictor
 
     trained_run()
     red, blue = _png((220, 40, 40), 999), _png((40, 40, 220), 998)
@@ -158,7 +159,7 @@ def test_chart_helpers():
 
 
 def test_grad_cam_and_demo_publishing_from_the_page():
-    from imgcls import demo
+    from imgcls.share import demo
 
     run_id = trained_run()
     at = open_evaluate()
@@ -203,7 +204,7 @@ def _label_of(path: str) -> tuple[str, bool]:
 
 
 def test_fixing_a_mistake_relabels_it_in_the_journal_and_undo_restores_it(monkeypatch):
-    from imgcls import journal
+    from imgcls.store import journal
 
     run_id = trained_run(CONFUSABLE)
     at = open_evaluate()
@@ -307,7 +308,7 @@ def test_a_batch_from_a_zip_lists_the_broken_file_and_offers_a_csv():
 
 
 def test_an_image_unlike_the_training_images_gets_a_plain_warning():
-    from imgcls.predict import UNFAMILIAR
+    from imgcls.evaluate.predict import UNFAMILIAR
     from test_ood import noise_png
 
     trained_run(per_class=20)
@@ -346,7 +347,7 @@ def test_leaked_validation_images_are_named_with_the_fairer_accuracy():
 
 
 def test_a_stopped_run_is_evaluated_compared_exported_and_published_marked_as_stopped_early():
-    from imgcls import demo
+    from imgcls.share import demo
     from test_runs import stopped_finetune
 
     name = make_dataset(per_class=12)
@@ -378,7 +379,7 @@ def test_a_stopped_run_is_evaluated_compared_exported_and_published_marked_as_st
 
 
 def test_a_run_is_renamed_from_the_evaluate_page_and_shown_markdown_safe():
-    from imgcls.ui.text import plain
+    from imgcls.ui.common.text import plain
 
     first = trained_run()
     second = train_again(epochs=2)

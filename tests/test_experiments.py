@@ -14,9 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from imgcls import experiments, exp_quick, exp_scaling, runs, workspace
+from imgcls.lab import experiments, quick as exp_quick, scaling as exp_scaling
+from imgcls.store import runs, workspace
 from imgcls.jobs import procs
-from imgcls.experiments import ExperimentConfig, run_experiment
+from imgcls.lab.experiments import ExperimentConfig, run_experiment
 
 import test_train as train_tests
 

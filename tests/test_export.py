@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from imgcls.export import export_run, onnx_probabilities
-from imgcls.imgcache import to_tensor
-from imgcls.predict import Predictor
-from imgcls.images import decode
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.evaluate.export import export_run, onnx_probabilities
+from imgcls.vision.imgcache import to_tensor
+from imgcls.evaluate.predict import Predictor
+from imgcls.ingest.images import decode
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, make_dataset
 
@@ -67,7 +67,7 @@ def test_export_refuses_an_existing_folder(bundle, tmp_path):
 
 def test_standalone_script_needs_only_onnxruntime_pillow_and_numpy():
     import ast
-    from imgcls.export import TEMPLATE
+    from imgcls.evaluate.export import TEMPLATE
 
     tree = ast.parse(TEMPLATE.read_text())
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -76,8 +76,8 @@ def test_standalone_script_needs_only_onnxruntime_pillow_and_numpy():
 
 
 def test_the_model_card_names_the_run_and_a_run_without_a_model_is_refused(bundle, tmp_path):
-    from imgcls import runnames, workspace
-    from imgcls.ui.text import plain
+    from imgcls.store import runnames, workspace
+    from imgcls.ui.common.text import plain
 
     run_id, out = bundle
     card = (out / "MODEL_CARD.md").read_text()

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from imgcls.gradcam import colourise, gradcam, overlay
+from imgcls.vision.gradcam import colourise, gradcam, overlay
 
 
 class Spotter(torch.nn.Module):
@@ -50,7 +50,7 @@ def test_overlay_keeps_the_image_shape_and_type():
 
 
 def test_a_batch_gives_each_image_its_own_map_for_its_own_class():
-    from imgcls.gradcam import gradcam_batch
+    from imgcls.vision.gradcam import gradcam_batch
 
     x = torch.zeros(3, 3, 32, 32)
     x[0, 0, 4:12, 20:28] = 1.0  # red top right: class 0
@@ -67,7 +67,7 @@ def test_a_batch_gives_each_image_its_own_map_for_its_own_class():
 
 
 def test_the_legend_bar_runs_through_the_overlay_palette():
-    from imgcls.gradcam import colour_bar
+    from imgcls.vision.gradcam import colour_bar
 
     bar = colour_bar(width=50, height=4)
     assert bar.shape == (4, 50, 3) and bar.dtype == np.uint8

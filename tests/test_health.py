@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
-from imgcls import duplicates, health, healthjob, imagestats, versions, workspace
-from imgcls.data import import_sample, import_zip
+from imgcls.health import duplicates, check as health, job as healthjob, imagestats
+from imgcls.store import versions, workspace
+from imgcls.ingest.imports import import_sample, import_zip
 
 REPO = Path(__file__).resolve().parents[1]
 FLIP_SHARE = 0.10
@@ -291,7 +292,7 @@ def test_all_images_excluded(imgcls_home, mk):
 
 
 def test_leak_effect_uses_the_latest_evaluated_run(imgcls_home, mk):
-    from imgcls import runs
+    from imgcls.store import runs
 
     import_zip(mk.zip(mk.class_members({"a": 3})), "leaky")
     for run_id, state in (("20260101-000000-old", "done"), ("20260102-000000-new", "done"),
@@ -319,7 +320,7 @@ def _cli(home: Path, *args) -> subprocess.CompletedProcess:
 
 
 def test_cli_health(imgcls_home, mk, capsys):
-    from imgcls.__main__ import main
+    from imgcls.cli import main
 
     import_zip(mk.zip(mk.class_members({"a": 5, "b": 5})), "cli")
     done = _cli(imgcls_home, "health", "cli", "--json")  # as a user runs it, in a process of its own
@@ -411,7 +412,7 @@ def test_stop_job_ends_the_check(imgcls_home, mk):
 
 
 def test_is_stale_answers_from_the_file_stamp_and_else_from_the_content(imgcls_home, mk):
-    from imgcls import journal
+    from imgcls.store import journal
 
     import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "st")
     df = workspace.read_manifest("st")
@@ -427,7 +428,7 @@ def test_is_stale_answers_from_the_file_stamp_and_else_from_the_content(imgcls_h
 
 def test_reading_a_report_loads_no_torch():
     """Pages read reports on every click; with torch in the server every script run's clean-up is slower."""
-    code = ("import sys; import imgcls.health, imgcls.report, imgcls.ui.review_health, imgcls.ui.review_groups; "
+    code = ("import sys; import imgcls.health.check, imgcls.health.report, imgcls.ui.review.health, imgcls.ui.review.groups; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))

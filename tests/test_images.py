@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls import workspace
-from imgcls.data import import_zip
-from imgcls.images import ImageProblem, decode, inspect, is_image_name, load_rgb
+from imgcls.store import workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.ingest.images import ImageProblem, decode, inspect, is_image_name, load_rgb
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")  # nothing here may touch a real workspace
 

@@ -11,11 +11,10 @@ from collections import Counter
 
 import pytest
 
-from imgcls import workspace
-from imgcls.data import (ImportFailed, import_files, import_folder, import_sample, import_source,
-                         import_zip, last_report)
-from imgcls.sources import ImportLimits
-from imgcls.splits import plan_counts
+from imgcls.store import workspace
+from imgcls.ingest.imports import ImportFailed, import_files, import_folder, import_sample, import_source, import_zip, last_report
+from imgcls.ingest.sources import ImportLimits
+from imgcls.ingest.splits import plan_counts
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import access, workspace
-from imgcls.data import ImportFailed, import_folder
-from imgcls.sources import ImportLimits, list_folder
-from imgcls.ui import nav
-from imgcls.ui.text import plain
+from imgcls.store import access, workspace
+from imgcls.ingest.imports import ImportFailed, import_folder
+from imgcls.ingest.sources import ImportLimits, list_folder
+from imgcls.ui.common import nav
+from imgcls.ui.common.text import plain
 from authhelpers import ISSUER, signed_in, signin_configured, write_config
 
 ROOT = Path(__file__).resolve().parents[1]

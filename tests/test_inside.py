@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from imgcls import inside
-from imgcls.models import create_model, data_config
+from imgcls.vision import inside
+from imgcls.vision.models import create_model, data_config
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,16 @@ import types
 import numpy as np
 import pytest
 
-from imgcls import charts, exp_runs, health, imgcache, runs, versions, workspace
-from imgcls.evaluate import evaluate
-from imgcls.train import TrainConfig, prepare_run, run
-from imgcls.ui import cached, eval_predict, evaluating, review_health
+from imgcls.charts import dataset as charts
+from imgcls.lab import runs as exp_runs
+from imgcls.health import check as health
+from imgcls.vision import imgcache
+from imgcls.store import runs, versions, workspace
+from imgcls.evaluate.evaluation import evaluate
+from imgcls.train.run import TrainConfig, prepare_run, run
+from imgcls.ui.common import cached
+from imgcls.ui.evaluate import predict as eval_predict, evaluating
+from imgcls.ui.review import health as review_health
 
 from test_train import SMALL, _png, make_dataset
 

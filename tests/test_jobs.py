@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import jobs, workspace
+from imgcls import jobs
+from imgcls.store import workspace
 from imgcls.jobs import procs, slots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,7 @@ def test_no_module_needs_fcntl_so_imgcls_imports_on_windows():
             found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in unix_only]
     assert not found, found
     # and the light modules import with fcntl gone, as on Windows
-    code = ("import sys; sys.modules['fcntl'] = None; import imgcls.workspace, imgcls.jobs, imgcls.leftovers, "
-            "imgcls.runs, imgcls.runjobs, imgcls.healthjob, imgcls.experiments; print('ok')")
+    code = ("import sys; sys.modules['fcntl'] = None; import imgcls.store.workspace, imgcls.jobs, imgcls.store.leftovers, "
+            "imgcls.store.runs, imgcls.train.runjobs, imgcls.health.job, imgcls.lab.experiments; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "ok", out.stderr

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from imgcls import journal, workspace
-from imgcls.data import import_zip
-from imgcls.journal import EditRefused
+from imgcls.store import journal, workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.store.journal import EditRefused
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

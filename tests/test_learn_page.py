@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, workspace
-from imgcls.markdown import plain
-from imgcls.ui import learning, nav
+from imgcls.ingest import imports as data
+from imgcls.store import workspace
+from imgcls.store.markdown import plain
+from imgcls.ui.learn import learning
+from imgcls.ui.common import nav
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -60,8 +62,8 @@ def test_session_export_and_code_panels():
 def test_an_experiment_runs_from_the_page_and_shows_its_measured_conclusion():
     from test_experiments import make_dataset
 
-    from imgcls import experiments
-    from imgcls.ui import experimenting
+    from imgcls.lab import experiments
+    from imgcls.ui.learn import experimenting
 
     name = make_dataset("toy", per_class=12)
     workspace.save_setting("active_dataset", name)
@@ -98,8 +100,8 @@ def test_every_step_page_shows_code_that_compiles():
 def test_an_experiment_that_cannot_start_says_why_plainly(monkeypatch):
     from test_experiments import make_dataset
 
-    from imgcls import experiments
-    from imgcls.ui import experimenting
+    from imgcls.lab import experiments
+    from imgcls.ui.learn import experimenting
 
     workspace.save_setting("active_dataset", make_dataset("toy", per_class=12))
     refused = workspace.WorkspaceError("The dataset 'toy' is being changed by another job; try again shortly.")
@@ -112,7 +114,7 @@ def test_an_experiment_that_cannot_start_says_why_plainly(monkeypatch):
 
 
 def test_feature_maps_lie_beside_the_input_at_its_size_with_what_to_look_for(monkeypatch):
-    from imgcls import inside
+    from imgcls.vision import inside
 
     sides = []
     real = inside.enlarge

@@ -9,8 +9,8 @@ from PIL import Image
 from skimage import data as skdata
 from timm.data import create_transform
 
-from imgcls import models
-from imgcls.models import BackboneUnavailable, create_model, data_config, list_backbones
+from imgcls.vision import models
+from imgcls.vision.models import BackboneUnavailable, create_model, data_config, list_backbones
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO, CUP = 967, 968

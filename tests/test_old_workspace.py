@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import experiments, health, healthjob, journal, runs, versions, workspace
-from imgcls.ui import nav
+from imgcls.lab import experiments
+from imgcls.health import check as health, job as healthjob
+from imgcls.store import journal, runs, versions, workspace
+from imgcls.ui.common import nav
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "workspace-0.1"

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls import ood, runs
-from imgcls.predict import Predictor, to_csv
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.evaluate import ood
+from imgcls.store import runs
+from imgcls.evaluate.predict import Predictor, to_csv
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, _png, make_dataset
 
@@ -92,7 +93,7 @@ def test_the_saved_reference_is_reused_and_rebuilt_for_a_newer_model(trained, mo
 
 
 def test_without_its_dataset_a_run_still_predicts_without_the_check(trained):
-    from imgcls import workspace
+    from imgcls.store import workspace
 
     workspace.delete_dataset("toy")
     (runs.run_dir(trained) / ood.FILE).unlink()  # as for a run trained before the job saved its reference
@@ -102,7 +103,8 @@ def test_without_its_dataset_a_run_still_predicts_without_the_check(trained):
 
 
 def test_a_big_split_is_sampled_before_decoding_and_embedded_in_chunks(trained, monkeypatch):
-    from imgcls import imgcache, workspace
+    from imgcls.vision import imgcache
+    from imgcls.store import workspace
 
     df = workspace.read_manifest("toy")
     n_train, n_val = int((df["split"] == "train").sum()), int((df["split"] == "val").sum())

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgcls import workspace
-from imgcls.evaluate import evaluate
-from imgcls.predict import Predictor
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.store import workspace
+from imgcls.evaluate.evaluation import evaluate
+from imgcls.evaluate.predict import Predictor
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, _png, make_dataset
 
@@ -78,7 +78,8 @@ def test_grad_cam_of_a_prediction(trained):
 def test_dataset_overlays_are_made_in_one_batch_cached_on_disk_and_match_one_by_one(trained, monkeypatch):
     from PIL import Image
 
-    from imgcls import ood, runs
+    from imgcls.evaluate import ood
+    from imgcls.store import runs
 
     (runs.run_dir(trained) / ood.FILE).unlink()  # the training job saved one: start without it
     predictor = Predictor(trained)
@@ -105,7 +106,7 @@ def test_dataset_overlays_are_made_in_one_batch_cached_on_disk_and_match_one_by_
 
 
 def test_the_training_job_saves_the_reference_so_a_first_prediction_does_not_build_it(trained, monkeypatch):
-    from imgcls import ood
+    from imgcls.evaluate import ood
 
     assert ood.load(trained) is not None  # saved with the run, for its model file
     monkeypatch.setattr(ood, "build", lambda *a, **k: pytest.fail("built again"))
@@ -114,7 +115,8 @@ def test_the_training_job_saves_the_reference_so_a_first_prediction_does_not_bui
 
 
 def test_the_reference_is_built_on_first_need_once(trained, monkeypatch):
-    from imgcls import ood, runs
+    from imgcls.evaluate import ood
+    from imgcls.store import runs
 
     (runs.run_dir(trained) / ood.FILE).unlink()  # as for a run trained before the job saved it
     built = []
@@ -133,8 +135,8 @@ def test_the_reference_is_built_on_first_need_once(trained, monkeypatch):
 def test_uploaded_zip_bytes_with_a_corrupt_member_go_on_and_report_it(trained):
     from conftest import make_zip
 
-    from imgcls.predict import not_sure, read_uploads, to_csv
-    from imgcls.sources import ImportLimits
+    from imgcls.evaluate.predict import not_sure, read_uploads, to_csv
+    from imgcls.ingest.sources import ImportLimits
 
     archive = make_zip([("set/red.png", _png((220, 40, 40), 1)), ("set/broken.png", b"\x89PNG but not really"),
                         ("set/readme.txt", b"hello"), ("set/big.png", _png((40, 40, 220), 2) + b"\0" * 20000),
@@ -161,7 +163,7 @@ def test_uploaded_zip_with_a_deflate64_member_skips_it_and_reads_the_rest():
     from conftest import make_zip
     from test_import import with_method
 
-    from imgcls.predict import read_uploads
+    from imgcls.evaluate.predict import read_uploads
 
     archive = with_method(make_zip([("set/red.png", _png((220, 40, 40), 1)), ("set/odd.png", _png((40, 40, 220), 2))]),
                           "set/odd.png", 9)

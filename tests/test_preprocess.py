@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls import features, health, healthscan, imgcache, runs, workspace
-from imgcls.data import import_files
-from imgcls.preprocess import Preprocess, weights_id
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.vision import features, imgcache
+from imgcls.health import check as health, scan as healthscan
+from imgcls.store import runs, workspace
+from imgcls.ingest.imports import import_files
+from imgcls.vision.preprocess import Preprocess, weights_id
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 LITE0 = {"input_size": [3, 224, 224], "interpolation": "bicubic", "mean": [0.485, 0.456, 0.406],
          "std": [0.229, 0.224, 0.225], "crop_pct": 0.875, "crop_mode": "center"}

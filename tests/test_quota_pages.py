@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import experiments, healthjob, jobs, quotas, runs, workspace
-from imgcls.train import TrainConfig, prepare_run
-from imgcls.ui import experimenting, nav
+from imgcls.lab import experiments
+from imgcls.health import job as healthjob
+from imgcls import jobs
+from imgcls.store import quotas, runs, workspace
+from imgcls.train.run import TrainConfig, prepare_run
+from imgcls.ui.learn import experimenting
+from imgcls.ui.common import nav
 from authhelpers import write_config
 
 ROOT = Path(__file__).resolve().parents[1]

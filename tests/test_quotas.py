@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import access, experiments, healthjob, jobs, quotas, runjobs, runs, workspace
-from imgcls.data import import_files, import_folder, import_sample, import_zip
-from imgcls.experiments import ExperimentConfig
+from imgcls.store import access, quotas, runs, workspace
+from imgcls.lab import experiments
+from imgcls.health import job as healthjob
+from imgcls import jobs
+from imgcls.train import runjobs
+from imgcls.ingest.imports import import_files, import_folder, import_sample, import_zip
+from imgcls.lab.experiments import ExperimentConfig
 from authhelpers import write_config
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
@@ -47,7 +51,7 @@ def sleeper():
 def occupy(kind: str, dataset: str, pid: int) -> str:
     """Record a running job of one kind the way its own job system does, held by process `pid`."""
     if kind == "run":
-        from imgcls.train import TrainConfig, prepare_run
+        from imgcls.train.run import TrainConfig, prepare_run
 
         run_id = prepare_run(TrainConfig(dataset, strategy="linear", epochs=1))
         runs.write_status(run_id, state="running", pid=pid)
@@ -111,7 +115,7 @@ def test_a_new_dataset_bigger_than_the_limit_is_refused(imgcls_home, tmp_path, m
 
 
 def test_excluded_images_count_until_removed(imgcls_home, mk):
-    from imgcls import journal
+    from imgcls.store import journal
 
     limit(imgcls_home, images_per_dataset=4)
     pets(mk, n=4)
@@ -151,7 +155,7 @@ def test_disk_limit_refuses_imports_and_jobs_and_a_deletion_frees_it_at_once(img
 
 def start_job(kind: str, dataset: str):
     if kind == "run":
-        from imgcls.train import TrainConfig, prepare_run
+        from imgcls.train.run import TrainConfig, prepare_run
 
         run_id = prepare_run(TrainConfig(dataset, strategy="linear", epochs=1))
         return run_id, lambda: runjobs.start(run_id)
@@ -184,7 +188,7 @@ def test_a_job_over_the_running_limit_is_refused(imgcls_home, mk, sleeper, runni
 
 
 def test_a_job_started_for_real_counts_and_resume_is_refused_too(imgcls_home, mk):
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.train.run import TrainConfig, prepare_run
 
     limit(imgcls_home, jobs_running=1)
     pets(mk, n=6)
@@ -327,7 +331,7 @@ def test_usage_counts_from_the_file_system_and_caches_the_disk_walk(imgcls_home,
 
 
 def test_image_counts_survive_notes_with_line_breaks(imgcls_home, mk):
-    from imgcls import journal
+    from imgcls.store import journal
 
     pets(mk, n=4)
     path = workspace.read_manifest("pets")["path"].iloc[0]

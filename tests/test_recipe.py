@@ -10,10 +10,12 @@ import zipfile
 from pathlib import Path
 
 
-from imgcls import augment, journal, recipe, workspace
-from imgcls.data import import_files, import_zip
-from imgcls.evaluate import evaluate
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.augment import pipeline as augment
+from imgcls.store import journal, workspace
+from imgcls.teach import recipe
+from imgcls.ingest.imports import import_files, import_zip
+from imgcls.evaluate.evaluation import evaluate
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, _png
 
@@ -101,7 +103,7 @@ def test_code_run_on_the_apps_own_workspace_changes_nothing(imgcls_home, tmp_pat
 
 
 def test_model_runs_are_newest_first_without_experiment_runs(imgcls_home):
-    from imgcls import runs
+    from imgcls.store import runs
 
     def fake(run_id, **config):
         folder = runs.runs_dir() / run_id
@@ -116,7 +118,7 @@ def test_model_runs_are_newest_first_without_experiment_runs(imgcls_home):
     fake("20260104-000000-d-lr-find-dddd", task="lr_find")
     fake("20260105-000000-e-linear-eeee", dataset="e")
     assert runs.model_runs("d") == ["20260102-000000-d-linear-bbbb", "20260101-000000-d-linear-aaaa"]
-    from imgcls.ui.learning import latest_run
+    from imgcls.ui.learn.learning import latest_run
 
     assert latest_run("d") == "20260102-000000-d-linear-bbbb"
 
@@ -143,7 +145,7 @@ def test_imports_and_edits_replay_in_the_order_they_happened(imgcls_home, tmp_pa
 
 def test_data_code_for_a_version_leaves_the_edited_dataset_alone_and_rebuilds_that_version_beside_it(
         imgcls_home, tmp_path):
-    from imgcls import versions
+    from imgcls.store import versions
 
     import_zip(_zip_on_disk(tmp_path / "colours.zip", per_class=4), "colours")
     a, b = list(workspace.read_manifest("colours")["path"][:2])
@@ -165,7 +167,7 @@ def test_data_code_stops_with_a_plain_message_when_the_source_no_longer_gives_th
         imgcls_home, tmp_path, monkeypatch):
     import pytest
 
-    from imgcls import versions
+    from imgcls.store import versions
 
     src = _zip_on_disk(tmp_path / "colours.zip", per_class=4)
     import_zip(src, "colours")

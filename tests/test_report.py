@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from imgcls import health, journal, versions, workspace
-from imgcls.data import import_files
-from imgcls.report import render
+from imgcls.health import check as health
+from imgcls.store import journal, versions, workspace
+from imgcls.ingest.imports import import_files
+from imgcls.health.report import render
 
 EVIL = "<b>bees"
 
@@ -104,7 +105,7 @@ def test_report_without_findings(imgcls_home):
 
 
 def test_cli_report_checks_again_when_stale(imgcls_home, tmp_path, capsys):
-    from imgcls.__main__ import main
+    from imgcls.cli import main
 
     _dataset("cli")
     df = workspace.read_manifest("cli")
@@ -149,7 +150,7 @@ def test_a_report_downloaded_after_edits_says_so_at_its_top_and_marks_each_chang
     journal.edit("ed", "relabel", [relabelled], "wasps")
     journal.edit("ed", "move", [moved], "test" if rows.at[moved, "split"] != "test" else "train")
     journal.edit("ed", "exclude", [dark])
-    from imgcls.ui import review_export
+    from imgcls.ui.review import export as review_export
 
     page = review_export._report_html("ed")  # what the Review page's download button hands over
     body = page[page.index("<body>"):]

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgcls import journal, recipe, runs, versions, workspace
-from imgcls.data import import_files, import_zip
-from imgcls.evaluate import evaluate
-from imgcls.train import TrainConfig, prepare_run, run
+from imgcls.store import journal, runs, versions, workspace
+from imgcls.teach import recipe
+from imgcls.ingest.imports import import_files, import_zip
+from imgcls.evaluate.evaluation import evaluate
+from imgcls.train.run import TrainConfig, prepare_run, run
 
 from test_train import SMALL, _png
 
@@ -130,14 +131,15 @@ def test_the_requirements_install_imgcls_editable_with_every_package(tmp_path):
     setup = project["tool"]["setuptools"]
     packages = set(find_packages(str(ROOT), include=setup["packages"]["find"]["include"]))
     assert packages == {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "imgcls").rglob("__init__.py")}
-    data = {f for pattern in setup["package-data"]["imgcls"] for f in (ROOT / "imgcls").glob(pattern)}
-    assert data == set((ROOT / "imgcls" / "templates").iterdir()) - {ROOT / "imgcls" / "templates" / "__pycache__"}
+    here = ROOT / "imgcls" / "evaluate"
+    data = {f for pattern in setup["package-data"]["imgcls.evaluate"] for f in here.glob(pattern)}
+    assert data == set((here / "templates").iterdir()) - {here / "templates" / "__pycache__"}
 
 
 def test_the_learn_page_offers_the_runs_data_zip_when_uploads_cannot_be_replayed(app_home):
     from streamlit.testing.v1 import AppTest
 
-    from imgcls.ui import nav
+    from imgcls.ui.common import nav
 
     for label, files in _files(per_class=6).items():
         import_files(files, "uploads", label)

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import duplicates, health, journal, versions, workspace
-from imgcls.data import import_zip
-from imgcls.ui import nav, review_health
-from imgcls.ui.review_groups import GROUPS_PER_PAGE, member_key
+from imgcls.health import duplicates, check as health
+from imgcls.store import journal, versions, workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.ui.common import nav
+from imgcls.ui.review import health as review_health
+from imgcls.ui.review.groups import GROUPS_PER_PAGE, member_key
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import journal, workspace
-from imgcls.data import import_zip
-from imgcls.ui import nav
-from imgcls.ui.review_gallery import NEW_CLASS
-from imgcls.ui.text import plain
+from imgcls.store import journal, workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.ui.common import nav
+from imgcls.ui.review.gallery import NEW_CLASS
+from imgcls.ui.common.text import plain
 from apphelpers import metric
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def a_report(name="d") -> dict:
 def fake_health(monkeypatch):
     """health.load/check/start/is_stale replaced by a stand-in that keeps its report in memory; its start
     runs the check at once, in this process, and leaves a finished job status behind."""
-    from imgcls import health, healthjob
+    from imgcls.health import check as health, job as healthjob
 
     saved = {}
 
@@ -414,7 +414,7 @@ def test_download_buttons_make_their_files_on_click(dataset, fake_health):
     import io
     import zipfile
 
-    from imgcls.ui import review_export
+    from imgcls.ui.review import export as review_export
 
     at = open_review()
     buttons = {b.key: b for b in at.get("download_button")}
@@ -423,17 +423,17 @@ def test_download_buttons_make_their_files_on_click(dataset, fake_health):
     fake_health["d"] = a_report()
     at.run()
     report_button = {b.key: b for b in at.get("download_button")}["review.download.report"]
-    assert report_button.proto.disabled == (not review_export._available("report"))
-    if review_export._available("report"):
+    assert report_button.proto.disabled == (not review_export._available("health.report"))
+    if review_export._available("health.report"):
         assert "<html" in review_export._report_html("d").lower()
-    if review_export._available("archive"):
+    if review_export._available("ingest.archive"):
         with zipfile.ZipFile(io.BytesIO(review_export._dataset_zip("d"))) as zf:
             assert "manifest.csv" in zf.namelist()
     assert not at.exception
 
 
 def wait_for_check(name="d", timeout=120) -> dict:
-    from imgcls import healthjob
+    from imgcls.health import job as healthjob
 
     deadline = time.monotonic() + timeout
     while healthjob.job_status(name).get("state") in ("queued", "running") and time.monotonic() < deadline:
@@ -445,7 +445,7 @@ def wait_for_check(name="d", timeout=120) -> dict:
 
 
 def test_the_real_health_check_runs_in_the_background(dataset):
-    from imgcls import health, healthjob
+    from imgcls.health import check as health, job as healthjob
 
     at = open_review()
     at.button(key="review.check").click().run()
@@ -484,7 +484,7 @@ def sleeper():
 
 
 def write_status(name="d", **fields):
-    from imgcls import healthjob
+    from imgcls.health import job as healthjob
 
     workspace.atomic_write_json(workspace.dataset_dir(name) / healthjob.STATUS_FILE,
                                 {"progress": 0.0, "message": "", "pid": None, "started": time.time(), **fields})
@@ -503,7 +503,7 @@ def test_a_running_check_shows_its_progress_after_a_refresh_and_can_be_stopped(d
     assert len(at.get("progress")) == 1  # still there on coming back
     at.button(key="review.check.stop").click().run()
     assert sleeper.wait(timeout=10) is not None
-    from imgcls import healthjob
+    from imgcls.health import job as healthjob
 
     assert healthjob.job_status("d")["state"] == "cancelled"
     assert not at.get("progress") and not at.button(key="review.check").disabled

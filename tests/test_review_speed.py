@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import health, versions, workspace
-from imgcls.data import import_zip
-from imgcls.ui import nav
+from imgcls.health import check as health
+from imgcls.store import versions, workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.ui.common import nav
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

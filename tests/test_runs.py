@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from imgcls import jobs, runjobs, runnames, runs, workspace
-from imgcls.train import TrainConfig, prepare_run
+from imgcls import jobs
+from imgcls.train import runjobs
+from imgcls.store import runnames, runs, workspace
+from imgcls.train.run import TrainConfig, prepare_run
 
 from test_train import SMALL, make_dataset
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgcls.samples import SAMPLES, count_sample, iter_sample
+from imgcls.ingest.samples import SAMPLES, count_sample, iter_sample
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import access, data, workspace
-from imgcls.sources import list_memory
+from imgcls.store import access, workspace
+from imgcls.ingest import imports as data
+from imgcls.ingest.sources import list_memory
 
 from authhelpers import ISSUER, signed_in
 from conftest import png
@@ -87,7 +88,7 @@ def test_a_users_workspace_is_keyed_by_the_providers_subject_not_the_name(signin
 
 
 def test_without_a_signed_in_session_the_engine_reaches_no_workspace(signin_secrets):
-    from imgcls.ui import signin
+    from imgcls.ui.common import signin
 
     signin.install()
     try:
@@ -135,8 +136,9 @@ def test_reachable_without_sign_in_says_so_on_every_page():
 def test_a_background_job_works_in_its_users_workspace(signin_secrets):
     import time
 
-    from imgcls import runjobs, runs
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.train import runjobs
+    from imgcls.store import runs
+    from imgcls.train.run import TrainConfig, prepare_run
     from test_train import SMALL, make_dataset
 
     alice = access.user_root(access.User(subject="alice", issuer=ISSUER))

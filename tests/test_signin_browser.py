@@ -236,7 +236,8 @@ def test_each_persons_dataset_is_in_their_own_folder(world):
 
 def _publish(world, monkeypatch) -> str:
     """Publish A's run as a demo, as the engine does it inside A's workspace; returns the token."""
-    from imgcls import demo, workspace
+    from imgcls.share import demo
+    from imgcls.store import workspace
 
     monkeypatch.setenv("IMGCLS_HOME", str(world.app.home))  # the server-wide registry lives there
     with workspace.use(world.a.root):

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from imgcls import workspace
-from imgcls.data import import_files, import_zip
-from imgcls.splits import DEFAULT_RATIOS, assign_splits, normalise_split, plan_counts
+from imgcls.store import workspace
+from imgcls.ingest.imports import import_files, import_zip
+from imgcls.ingest.splits import DEFAULT_RATIOS, assign_splits, normalise_split, plan_counts
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

@@ -6,8 +6,8 @@ import os
 import pytest
 from PIL import Image
 
-from imgcls import workspace
-from imgcls.thumbs import thumbnail_path
+from imgcls.store import workspace
+from imgcls.vision.thumbs import thumbnail_path
 
 
 @pytest.fixture()

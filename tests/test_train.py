@@ -13,12 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from imgcls import features, jobs, runjobs, runs, workspace
+from imgcls.vision import features
+from imgcls import jobs
+from imgcls.train import runjobs
+from imgcls.store import runs, workspace
 from imgcls.jobs import procs
-from imgcls.data import import_files
-from imgcls.heads import class_weights
-from imgcls.loops import suggest_lr, train_one_epoch
-from imgcls.train import TrainConfig, TrainError, prepare_run, resolve_device, run
+from imgcls.ingest.imports import import_files
+from imgcls.train.heads import class_weights
+from imgcls.train.loops import suggest_lr, train_one_epoch
+from imgcls.train.run import TrainConfig, TrainError, prepare_run, resolve_device, run
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 SMALL = {"img_size": 64, "batch_size": 8}  # tiny images keep each run to a few seconds on 2 cores
@@ -233,8 +236,8 @@ def test_two_processes_under_torchrun_finish_with_identical_weights(imgcls_home)
 
 
 def test_training_records_exactly_the_saved_augmentation_pipeline():
-    from imgcls import augspec
-    from imgcls.augment import pipeline_to_dict, save_pipeline
+    from imgcls.augment import spec as augspec
+    from imgcls.augment.pipeline import pipeline_to_dict, save_pipeline
 
     make_dataset()
     chosen = augspec.build([{"name": "VerticalFlip", "p": 0.7}, {"name": "GaussNoise"}], img_size=64)
@@ -249,8 +252,8 @@ def test_training_records_exactly_the_saved_augmentation_pipeline():
 
 
 def test_a_run_trains_and_is_evaluated_on_the_version_it_was_prepared_on():
-    from imgcls import journal, versions
-    from imgcls.evaluate import changes_since, evaluate
+    from imgcls.store import journal, versions
+    from imgcls.evaluate.evaluation import changes_since, evaluate
 
     make_dataset(per_class=8)
     before = versions.dataset_version("toy")
@@ -274,7 +277,7 @@ def test_a_run_trains_and_is_evaluated_on_the_version_it_was_prepared_on():
 
 
 def _predictions(run_id):
-    from imgcls.evaluate import predict_split
+    from imgcls.evaluate.evaluation import predict_split
 
     table = predict_split(run_id, "val").sort_values("hash")
     return table["hash"].tolist(), table[[c for c in table if c.startswith("p:")]].to_numpy()
@@ -283,8 +286,8 @@ def _predictions(run_id):
 def test_the_same_images_in_another_manifest_order_train_the_same_model():
     # the order of manifest rows used to decide the batches: a copy imported from the exported ZIP trained
     # another model from the same data and seed
-    from imgcls import archive
-    from imgcls.data import import_zip
+    from imgcls.ingest import archive
+    from imgcls.ingest.imports import import_zip
 
     make_dataset(per_class=10, spread=90)
     data = archive.export_dataset("toy")
@@ -301,7 +304,7 @@ def test_the_same_images_in_another_manifest_order_train_the_same_model():
 
 
 def test_reproducible_seeds_fixes_threads_and_kernels_on_the_cpu_then_restores_them():
-    from imgcls.loops import reproducible
+    from imgcls.train.loops import reproducible
 
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     drawn = []
@@ -316,8 +319,8 @@ def test_reproducible_seeds_fixes_threads_and_kernels_on_the_cpu_then_restores_t
 
 
 def test_a_run_records_its_thread_count_and_trains_with_it(monkeypatch):
-    from imgcls import heads
-    from imgcls.loops import default_threads
+    from imgcls.train import heads
+    from imgcls.train.loops import default_threads
 
     make_dataset()
     assert runs.read_config(prepare_run(TrainConfig(dataset="toy", **SMALL)))["threads"] == default_threads()

@@ -6,10 +6,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, runjobs, runs, training_charts, workspace
+from imgcls.ingest import imports as data
+from imgcls.train import runjobs
+from imgcls.store import runs, workspace
+from imgcls.charts import training as training_charts
 from imgcls.jobs import procs
-from imgcls.train import TrainConfig, prepare_run
-from imgcls.ui import nav
+from imgcls.train.run import TrainConfig, prepare_run
+from imgcls.ui.common import nav
 from apphelpers import metric, png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,8 +216,8 @@ def test_compare_helpers_show_differences_and_curves():
 
 
 def test_header_names_the_pipeline_saved_on_the_augment_page():
-    from imgcls import augspec
-    from imgcls.augment import save_pipeline
+    from imgcls.augment import spec as augspec
+    from imgcls.augment.pipeline import save_pipeline
 
     shapes()
     save_pipeline("shapes", augspec.build([{"name": "VerticalFlip"}], img_size=256))
@@ -224,8 +227,8 @@ def test_header_names_the_pipeline_saved_on_the_augment_page():
 
 
 def test_a_stopped_run_shows_its_name_and_kept_accuracy_and_is_renamed_from_the_page():
-    from imgcls.train import run
-    from imgcls.ui.text import plain
+    from imgcls.train.run import run
+    from imgcls.ui.common.text import plain
     from test_runs import stopped_finetune
     from test_train import SMALL, make_dataset
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import ranges
-from imgcls.__main__ import Refused, _add_config_options, build_parser
-from imgcls.trainconfig import STRATEGIES, TrainConfig
+from imgcls.store import ranges
+from imgcls.cli import Refused, _add_config_options, build_parser
+from imgcls.train.config import STRATEGIES, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,8 @@ def test_a_new_field_becomes_an_option_with_no_other_change():
 
 
 def test_the_train_module_gives_the_same_config_and_the_backbone_name_agrees():
-    from imgcls import models, train, trainconfig
+    from imgcls.vision import models
+    from imgcls.train import run as train, config as trainconfig
 
     assert train.TrainConfig is TrainConfig and train.TrainError is trainconfig.TrainError
     assert train.resolve_device is trainconfig.resolve_device and train.DEFAULTS is trainconfig.DEFAULTS
@@ -135,9 +136,9 @@ def test_the_train_module_gives_the_same_config_and_the_backbone_name_agrees():
 
 
 def test_the_train_help_reads_the_fields_without_loading_torch():
-    code = ("import sys\nfrom imgcls.__main__ import main\n"
+    code = ("import sys\nfrom imgcls.cli import main\n"
             "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'imgcls.train' in sys.modules)")
+            "print('torch' in sys.modules, 'imgcls.train.run' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()

@@ -7,8 +7,9 @@ import zipfile
 
 import pytest
 
-from imgcls import archive, journal, runs, versions, workspace
-from imgcls.data import import_zip
+from imgcls.ingest import archive
+from imgcls.store import journal, runs, versions, workspace
+from imgcls.ingest.imports import import_zip
 
 from test_train import make_dataset
 

@@ -7,9 +7,9 @@ import os
 import pandas as pd
 import pytest
 
-from imgcls import workspace
-from imgcls.data import import_zip
-from imgcls.workspace import WorkspaceError
+from imgcls.store import workspace
+from imgcls.ingest.imports import import_zip
+from imgcls.store.workspace import WorkspaceError
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from .. import workspace
-from . import index, procs, slots
-from .runner import Cancelled, StopToken, current_token, failure_message, plain_error, progress_writer, running
-from .statusfile import ACTIVE, FINAL, STARTING, STOPPED, VANISHED, WAITING, State, settle
-from .statusfile import read as status
-from .statusfile import write as write_status
+from imgcls.jobs import index, procs, slots
+from imgcls.jobs.runner import (Cancelled, StopToken, current_token, failure_message, plain_error, progress_writer,
+                                running)
+from imgcls.jobs.statusfile import (ACTIVE, FINAL, STARTING, STOPPED, VANISHED, WAITING, State, read as status, settle,
+                                    write as write_status)
+from imgcls.store import workspace
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: `python -m imgcls` runs from here
 QUEUED_MESSAGE = "Waiting to start"

@@ -10,8 +10,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from .. import workspace
-from . import statusfile
+from imgcls.jobs import statusfile
+from imgcls.store import workspace
 
 
 def _folder(root: Path | None = None) -> Path:

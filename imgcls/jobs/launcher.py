@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import procs, slots
-from .statusfile import STARTING, STOPPED, WAITING, State, write
+from imgcls.jobs import procs, slots
+from imgcls.jobs.statusfile import STARTING, STOPPED, WAITING, State, write
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from . import index, procs
-from .statusfile import STOPPED, State, write
+from imgcls.jobs import index, procs
+from imgcls.jobs.statusfile import STOPPED, State, write
 
 
 class Cancelled(Exception):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import filelock
 
-from .. import workspace
-from . import procs
+from imgcls.jobs import procs
+from imgcls.store import workspace
 
 CPU = "cpu"
 

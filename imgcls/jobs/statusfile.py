@@ -12,8 +12,8 @@ import enum
 import time
 from pathlib import Path
 
-from .. import workspace
-from . import procs
+from imgcls.jobs import procs
+from imgcls.store import workspace
 
 
 class State(str, enum.Enum):

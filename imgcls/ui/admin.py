@@ -5,11 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from imgcls import access, quotas
-from imgcls.workspace import WorkspaceError
-
-from . import signin, state
-from .text import plain
+from imgcls.store import access, quotas
+from imgcls.store.workspace import WorkspaceError
+from imgcls.ui.common import signin, state
+from imgcls.ui.common.text import plain
 
 # Each limit: its label, and what 0 means, for the forms.
 LIMITS = {

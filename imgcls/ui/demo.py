@@ -15,12 +15,13 @@ from PIL import Image, ImageOps
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-from imgcls import access, demo, demoserver, runnames, runs, workspace
-from imgcls.predict import not_sure
-
-from .eval_predict import predictor, ready_model, show_unfamiliar  # one model per run, shared with Evaluate
-from .signin import auth_configured
-from .text import plain
+from imgcls.evaluate.predict import not_sure
+from imgcls.share import demo, server as demoserver
+from imgcls.store import access, runnames, runs, workspace
+from imgcls.ui.common.signin import auth_configured
+from imgcls.ui.common.text import plain
+from imgcls.ui.evaluate.predict import (predictor, ready_model,  # one model per run, shared with Evaluate
+                                        show_unfamiliar)
 
 QUERY = demo.QUERY
 EXPIRY_CHOICES = {"Never": None, "1 day": 1, "7 days": 7, "30 days": 30}

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from imgcls import data, imgcache, journal, thumbs, workspace
-from imgcls.sources import list_memory
+from imgcls.ingest import imports as data
+from imgcls.vision import imgcache, thumbs
+from imgcls.store import journal, workspace
+from imgcls.ingest.sources import list_memory
 
 MAIN = "main"
 POOL_SIZE = 400

@@ -38,17 +38,17 @@ SINKS: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {
     "image": ((), ("caption",)),
     "write": ((), ()),  # every positional argument: see _texts
 }
-# the project's own: imgcls.ui.state.flash keeps a message that show_flash gives to st.success
+# the project's own: imgcls.ui.common.state.flash keeps a message that show_flash gives to st.success
 # and eval_gallery.show_gallery, whose captions go to st.image one by one
 PROJECT_SINKS = {"flash": ((0,), ()), "show_gallery": ((3,), ("captions",))}
 FORMAT_FUNC_SINKS = {"radio", "pills", "segmented_control", "select_slider"}
-# calls whose result is safe in Markdown: the escapes themselves (imgcls.markdown), builtins that give numbers
+# calls whose result is safe in Markdown: the escapes themselves (imgcls.store.markdown), builtins that give numbers
 SAFE_CALLS = {"plain", "code", "len", "int", "float", "round", "abs", "sum", "min", "max", "bool", "percent",
               "token_hex",  # secrets.token_hex: digits and a-f only
               "pop_flash",  # what flash kept: flash is a sink, so its callers escaped it
-              # imgcls.labelsafety's warnings: Markdown naming the classes as the caller gives them (escaped)
+              # imgcls.augment.labelsafety's warnings: Markdown naming the classes as the caller gives them (escaped)
               "rule_warnings", "worst",
-              "card"}  # imgcls.concepts.card: the app's own teaching texts, Markdown by design
+              "card"}  # imgcls.teach.concepts.card: the app's own teaching texts, Markdown by design
 STR_METHODS = {"strip", "lstrip", "rstrip", "upper", "lower", "capitalize", "title", "replace", "split"}
 NUMERIC_SPEC = set("dfFeEgGn%xXob")
 PRAGMA = "# markdown-safe:"

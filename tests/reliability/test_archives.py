@@ -20,10 +20,10 @@ import zlib
 import pytest
 from PIL import Image
 
-from imgcls import workspace
-from imgcls.archive import export_dataset
-from imgcls.data import ImportFailed, import_zip
-from imgcls.sources import READABLE_METHODS, ImportLimits, SourceError, list_zip, open_zip
+from imgcls.store import workspace
+from imgcls.ingest.archive import export_dataset
+from imgcls.ingest.imports import ImportFailed, import_zip
+from imgcls.ingest.sources import READABLE_METHODS, ImportLimits, SourceError, list_zip, open_zip
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 MB = 1024**2

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from imgcls import data, journal, names, workspace
+from imgcls.ingest import imports as data
+from imgcls.store import journal, names, workspace
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

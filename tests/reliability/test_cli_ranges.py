@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import ranges
+from imgcls.store import ranges
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_the_command_line_refuses_a_number_out_of_range_and_makes_nothing(home, 
 
 
 def test_values_at_the_edges_of_a_range_are_taken():
-    from imgcls.__main__ import build_parser
+    from imgcls.cli import build_parser
 
     args = build_parser().parse_args(["train", "--dataset", "toy", "--epochs", "1000", "--batch-size", "4096",
                                       "--img-size", "32", "--lr", "auto", "--workers", "0", "--seed", "0",
@@ -111,8 +111,8 @@ ENGINE = [("epochs", -1, "--epochs"), ("epochs", 0, "--epochs"), ("batch_size", 
 
 @pytest.mark.parametrize("field,value,option", ENGINE)
 def test_the_engine_refuses_the_same_values_in_the_same_words(imgcls_home, field, value, option):
-    from imgcls.__main__ import Refused, build_parser
-    from imgcls.train import TrainConfig, TrainError, prepare_run
+    from imgcls.cli import Refused, build_parser
+    from imgcls.train.run import TrainConfig, TrainError, prepare_run
     from test_train import make_dataset
 
     make_dataset(per_class=4)
@@ -129,7 +129,7 @@ def test_the_engine_refuses_the_same_values_in_the_same_words(imgcls_home, field
 def test_a_config_changed_after_it_was_made_is_checked_again():
     import dataclasses
 
-    from imgcls.train import TrainConfig, TrainError
+    from imgcls.train.run import TrainConfig, TrainError
 
     config = TrainConfig(dataset="toy", epochs=5.0, lr="3e-3")
     assert (config.epochs, config.lr) == (5, 0.003)  # whole numbers and typed rates come out as numbers
@@ -144,8 +144,8 @@ def test_the_train_pages_fields_stay_inside_the_engines_ranges(app_home):
     config the engine refuses."""
     from streamlit.testing.v1 import AppTest
 
-    from imgcls import workspace
-    from imgcls.ui import nav
+    from imgcls.store import workspace
+    from imgcls.ui.common import nav
     from test_train import make_dataset
 
     make_dataset(per_class=4)

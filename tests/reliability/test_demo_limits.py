@@ -10,7 +10,8 @@ import pytest
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.testing.v1 import AppTest
 
-from imgcls import demoserver, workspace
+from imgcls.share import server as demoserver
+from imgcls.store import workspace
 from imgcls.ui import demo as demo_view
 
 from test_train import _png
@@ -95,7 +96,7 @@ def test_answered_uploads_are_let_go_and_only_small_answers_kept(visit, monkeypa
         removed.append(file_id)
         return real_remove(self, session_id, file_id)
 
-    from imgcls.predict import Predictor
+    from imgcls.evaluate.predict import Predictor
 
     predicted = []
     real_predict = Predictor.predict

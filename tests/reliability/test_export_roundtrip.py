@@ -13,7 +13,8 @@ import zipfile
 import pandas as pd
 import pytest
 
-from imgcls import archive, data, journal, workspace
+from imgcls.ingest import archive, imports as data
+from imgcls.store import journal, workspace
 
 pytestmark = pytest.mark.usefixtures("imgcls_home")
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import data, editlog, journal, workspace
-from imgcls.workspace import DiskFull
+from imgcls.ingest import imports as data
+from imgcls.store import editlog, journal, workspace
+from imgcls.store.workspace import DiskFull
 
 FULL = "The disk is full: could not save"
 
@@ -99,8 +100,8 @@ def test_an_edit_failing_at_any_write_changes_nothing_or_lands_whole(pets, monke
 
 
 def test_a_run_failing_at_any_write_leaves_no_run_folder(pets, monkeypatch):
-    from imgcls import runs
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.store import runs
+    from imgcls.train.run import TrainConfig, prepare_run
 
     outcomes = []
     for n in range(1, 12):
@@ -177,8 +178,8 @@ def _fill(mount: Path) -> Path:
 
 
 def test_on_a_really_full_disk_edits_undo_purge_and_runs_refuse_plainly_and_change_nothing(tiny_disk, mk):
-    from imgcls import runs
-    from imgcls.train import TrainConfig, prepare_run
+    from imgcls.store import runs
+    from imgcls.train.run import TrainConfig, prepare_run
 
     data.import_zip(mk.zip(mk.class_members({"cat": 20, "dog": 20})), "pets")
     paths = sorted(workspace.read_manifest("pets")["path"])

@@ -19,7 +19,8 @@ import traceback
 import pandas as pd
 import pytest
 
-from imgcls import data, editlog, journal, workspace
+from imgcls.ingest import imports as data
+from imgcls.store import editlog, journal, workspace
 
 SEED = int(os.environ.get("JOURNAL_KILL_SEED", "4242"))
 TRIALS = int(os.environ.get("JOURNAL_KILL_TRIALS", "60"))

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import data, journal, runs, workspace
-from imgcls.sources import list_memory
+from imgcls.ingest import imports as data
+from imgcls.store import journal, runs, workspace
+from imgcls.ingest.sources import list_memory
 
 try:
     from . import kill_helpers as kh

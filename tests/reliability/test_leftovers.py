@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import data, workspace
+from imgcls.ingest import imports as data
+from imgcls.store import workspace
 
 pytestmark = pytest.mark.usefixtures("imgcls_home", "no_child_left")
 _CHILDREN: list[int] = []
@@ -213,7 +214,7 @@ def test_a_blank_unlocked_lock_file_is_a_dead_imports_even_when_new_and_a_starti
     report = data.clean_leftovers()
     assert not dead.exists() and report.folders == []
     # an import making its claim holds the claims lock: a cleanup meanwhile waits, then sees it alive
-    from imgcls import leftovers
+    from imgcls.store import leftovers
 
     with workspace.file_lock(leftovers.CLAIMS_LOCK):
         started = threading.Thread(target=data.clean_leftovers)
@@ -229,8 +230,8 @@ def test_a_blank_unlocked_lock_file_is_a_dead_imports_even_when_new_and_a_starti
 def test_the_first_visit_after_a_crash_removes_a_dead_imports_leftovers(app_home):
     from streamlit.testing.v1 import AppTest
 
-    from imgcls import workspace
-    from imgcls.ui import tidy
+    from imgcls.store import workspace
+    from imgcls.ui.common import tidy
 
     staging = workspace.datasets_dir() / ".import-deadbeef0000"
     staging.mkdir(parents=True)

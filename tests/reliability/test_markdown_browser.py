@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcls import data, workspace
-from imgcls.markdown import JOINER
+from imgcls.ingest import imports as data
+from imgcls.store import workspace
+from imgcls.store.markdown import JOINER
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import data, workspace
-from imgcls.markdown import JOINER, code, plain
-from imgcls.ui import nav
+from imgcls.ingest import imports as data
+from imgcls.store import workspace
+from imgcls.store.markdown import JOINER, code, plain
+from imgcls.ui.common import nav
 from markdown_scan import scan_files, scan_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +25,10 @@ BOLD = "**bold**"
 
 
 def test_no_page_or_ui_module_puts_user_text_into_markdown_unescaped():
-    files = sorted((ROOT / "imgcls" / "ui").glob("*.py")) + sorted((ROOT / "app_pages").glob("*.py"))
+    files = sorted((ROOT / "imgcls" / "ui").rglob("*.py")) + sorted((ROOT / "app_pages").glob("*.py"))
     assert len(files) > 20  # the scan looks where the pages are
     findings = scan_files(files, ROOT)
-    assert not findings, "wrap these in plain(…) (imgcls.ui.text):\n" + "\n".join(map(str, findings))
+    assert not findings, "wrap these in plain(…) (imgcls.ui.common.text):\n" + "\n".join(map(str, findings))
 
 
 def _lines(source: str) -> list[int]:
@@ -56,7 +57,7 @@ def test_the_scan_flags_an_unwrapped_interpolation():
 def test_the_scan_follows_errors_locals_and_helpers():
     source = (
         "import streamlit as st\n"
-        "from imgcls import runs\n"
+        "from imgcls.store import runs\n"
         "def say(text):\n"
         "    st.warning(text)\n"                              # a helper that shows its parameter
         "def fixed():\n"

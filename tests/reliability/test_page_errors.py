@@ -11,7 +11,7 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from imgcls.ui import errors
+from imgcls.ui.common import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "/srv/private/path-of-the-server"  # what a traceback would give away
@@ -30,7 +30,7 @@ def checked_in_details(monkeypatch):
 def test_the_checked_in_config_hides_error_details():
     text = (ROOT / ".streamlit" / "config.toml").read_text()
     assert re.search(r'^showErrorDetails = "none"$', text, re.M)
-    from imgcls import demoserver
+    from imgcls.share import server as demoserver
 
     line = demoserver.command(8502)
     assert line[line.index("--client.showErrorDetails") + 1] == "none"  # wherever serve-demo is started
@@ -46,7 +46,7 @@ def _error_records(caplog) -> list[logging.LogRecord]:
 
 def test_a_page_that_fails_shows_a_sentence_and_logs_the_traceback(app_home, checked_in_details, monkeypatch,
                                                                   caplog):
-    from imgcls.ui import imports
+    from imgcls.ui.data import imports
 
     monkeypatch.setattr(imports, "start_sample_controls", _raise)  # the Home page calls it
     caplog.set_level(logging.ERROR, logger=errors.LOG.name)
@@ -66,7 +66,7 @@ def test_a_page_that_fails_shows_a_sentence_and_logs_the_traceback(app_home, che
 
 
 def test_a_fresh_id_each_time(app_home, checked_in_details, monkeypatch):
-    from imgcls.ui import imports
+    from imgcls.ui.data import imports
 
     monkeypatch.setattr(imports, "start_sample_controls", _raise)
     ids = set()
@@ -77,7 +77,7 @@ def test_a_fresh_id_each_time(app_home, checked_in_details, monkeypatch):
 
 
 def test_the_demo_page_fails_in_the_same_words(imgcls_home, checked_in_details, monkeypatch, caplog):
-    from imgcls import workspace
+    from imgcls.store import workspace
     from imgcls.ui import demo
 
     monkeypatch.setattr(workspace, "_resolver", workspace._resolver)  # demo_app.py installs its own
@@ -93,7 +93,8 @@ def test_the_demo_page_fails_in_the_same_words(imgcls_home, checked_in_details, 
 def test_stop_rerun_and_switch_page_pass_through_untouched(app_home, checked_in_details, monkeypatch, caplog):
     import streamlit as st
 
-    from imgcls.ui import imports, nav
+    from imgcls.ui.data import imports
+    from imgcls.ui.common import nav
 
     caplog.set_level(logging.ERROR, logger=errors.LOG.name)
     monkeypatch.setattr(imports, "start_sample_controls", st.stop)
@@ -118,7 +119,7 @@ def test_stop_rerun_and_switch_page_pass_through_untouched(app_home, checked_in_
 
 
 def test_full_details_asked_for_show_streamlits_own_traceback(app_home, monkeypatch):
-    from imgcls.ui import imports
+    from imgcls.ui.data import imports
 
     monkeypatch.setattr(imports, "start_sample_controls", _raise)
     old = (config.get_option("client.showErrorDetails"), config.get_where_defined("client.showErrorDetails"))

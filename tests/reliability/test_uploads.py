@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from imgcls import augpreview, data, parsing, workspace
-from imgcls.augment import build_pipeline
-from imgcls.data import ImportFailed, import_zip
-from imgcls.ui import nav
+from imgcls.augment import preview as augpreview
+from imgcls.ingest import imports as data, parsing
+from imgcls.store import workspace
+from imgcls.augment.pipeline import build_pipeline
+from imgcls.ingest.imports import ImportFailed, import_zip
+from imgcls.ui.common import nav
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DEEP_JSON = ("[" * 200_000 + "]" * 200_000).encode()  # 400 kB: json.loads raised RecursionError on it

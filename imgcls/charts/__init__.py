@@ -1,0 +1,1 @@
+"""Plotly figures of datasets, training runs, evaluations and experiments."""

@@ -1,0 +1,298 @@
+"""Edits to a dataset's annotations, each one recorded in an append-only journal so it can be undone.
+
+An edit changes one manifest field (label, excluded, split or note) for a set of images. It is made
+under the dataset's lock: the manifest is read fresh and changed, and the edit and its journal entry are
+saved together or not at all (`imgcls.store.editlog`: a crash between the two writes is settled by the next
+reader). Two tabs or processes editing at once are serialised, so neither loses the other's work, and an
+edit made on what a page showed is refused when another edit has changed those images since. Undo and
+redo are journal entries too; undo restores an image only where its value is still the one the edit set,
+so it never overwrites a later edit made elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from imgcls.store import editlog, stale, workspace
+from imgcls.store.editlog import plain as _plain, same as _same
+from imgcls.store.workspace import WorkspaceError
+
+FIELDS = {"relabel": "label", "exclude": "excluded", "restore": "excluded", "move": "split", "note": "note"}
+MAX_LABEL = 64
+MAX_NOTE = 500
+
+
+class EditRefused(WorkspaceError):
+    """An edit that cannot be made (an empty or invalid class name, an unknown split, images changed since
+    the page showed them …)."""
+
+
+@dataclass
+class EditResult:
+    """What one edit did: the journal entry, the images changed, those already so, those gone."""
+
+    action: str
+    entry: int | None = None
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # undo/redo: edited again since, left as is
+
+    @property
+    def message(self) -> str:
+        """One plain sentence for the user."""
+        verb = {"relabel": "Relabelled", "exclude": "Excluded", "restore": "Restored", "move": "Moved",
+                "note": "Noted", "undo": "Undid the edit on", "redo": "Redid the edit on",
+                "purge": "Deleted"}.get(self.action, self.action)
+        text = f"{verb} {_count(len(self.changed))}."
+        if self.unchanged:
+            text += f" {_count(len(self.unchanged))} already so."
+        if self.skipped:
+            text += f" {_count(len(self.skipped))} left as is: edited again since."
+        if self.missing:
+            text += f" {_count(len(self.missing))} no longer in the dataset: " + ", ".join(self.missing[:3])
+            text += " …" if len(self.missing) > 3 else ""
+        return text
+
+
+def _count(n: int) -> str:
+    return f"{n:,} image" + ("" if n == 1 else "s")
+
+
+def check_label(label) -> str:
+    """A cleaned class name, or EditRefused saying why it cannot be one (the rule is names.check_class_name)."""
+    from imgcls.store import names
+
+    try:
+        return names.check_class_name(label)
+    except names.NameRefused as exc:
+        raise EditRefused(str(exc)) from None
+
+
+def _value(action: str, value):
+    if action == "relabel":
+        return check_label(value)
+    if action in ("exclude", "restore"):
+        return action == "exclude"
+    if action == "move":
+        if value not in workspace.SPLITS:
+            raise EditRefused(f"'{value}' is not a split: choose one of {', '.join(workspace.SPLITS)}.")
+        return value
+    if action == "note":
+        text = str(value or "").strip()
+        if len(text) > MAX_NOTE:
+            raise EditRefused(f"A note can hold at most {MAX_NOTE} characters.")
+        return text
+    raise EditRefused(f"Unknown edit '{action}'.")
+
+
+def journal_path(name: str) -> Path:
+    """The dataset's journal file."""
+    return editlog.journal_path(name)
+
+
+def history(name: str) -> list[dict]:
+    """Every journal entry, oldest first; an edit a crash left half made is settled first."""
+    editlog.settle(name)
+    return editlog.entries(name)
+
+
+def recover(name: str) -> None:
+    """Bring the manifest up to the journal after a crash between their writes (see imgcls.store.editlog); every
+    read of the manifest or the journal does this itself first."""
+    editlog.settle(name)
+
+
+def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
+    """Ids that can be undone (last = next) and redone (last = next)."""
+    done, undone = [], []
+    for e in entries:
+        act = e.get("action")
+        if act in FIELDS:
+            done.append(e["id"])
+            undone.clear()
+        elif act == "undo" and e.get("target") in done:
+            done.remove(e["target"])
+            undone.append(e["target"])
+        elif act == "redo" and e.get("target") in undone:
+            undone.remove(e["target"])
+            done.append(e["target"])
+        elif act == "purge":  # files are gone for good: nothing before a purge can be undone or redone
+            done.clear()
+            undone.clear()
+    return done, undone
+
+
+def _apply(df: pd.DataFrame, col: str, changes: dict[str, object]) -> None:
+    index = pd.Series(df.index, index=df["path"])
+    for path, value in changes.items():
+        df.at[index[path], col] = value
+
+
+def edit(name: str, action: str, paths, value=None, *, source: str = "review", expect=None) -> EditResult:
+    """Apply one edit (relabel, exclude, restore, move, note) to the images at `paths`.
+
+    With `expect` (path → the value of the edited field the page showed), refuse the whole edit with
+    EditRefused when one of those images holds another value now: changed in another tab meanwhile."""
+    if action not in FIELDS:
+        raise EditRefused(f"Unknown edit '{action}'.")
+    value, col = _value(action, value), FIELDS[action]
+    result = EditResult(action)
+    with workspace.dataset_lock(name):
+        df = workspace.read_manifest(name)
+        current = dict(zip(df["path"], df[col]))
+        wanted = list(dict.fromkeys(str(p) for p in paths))
+        edited = set(wanted)
+        shown = {str(p): v for p, v in (expect or {}).items() if str(p) in edited}
+        refusal = stale.refusal(name, df, col, shown)
+        if refusal:
+            raise EditRefused(refusal)
+        changes = []
+        for path in wanted:
+            if path not in current:
+                result.missing.append(path)
+            elif _same(current[path], value):
+                result.unchanged.append(path)
+            else:
+                changes.append({"path": path, "before": _plain(current[path]), "after": value})
+                result.changed.append(path)
+        if changes:
+            result.entry = _next_id(editlog.entries(name))
+            entry = {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
+                     "source": source, "changes": changes}
+            _apply(df, col, {c["path"]: value for c in changes})
+            editlog.commit(name, entry, df, f"this edit ({describe(entry)})")
+    return result
+
+
+def _now() -> str:
+    return workspace.now()
+
+
+def _next_id(entries: list[dict]) -> int:
+    return (max(e.get("id", 0) for e in entries) + 1) if entries else 1
+
+
+def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
+    """Undo or redo the next edit in line; None when there is nothing to do."""
+    result = EditResult(kind)
+    with workspace.dataset_lock(name):
+        df = workspace.read_manifest(name)  # settled first: the journal below is the one the manifest follows
+        entries = editlog.entries(name)
+        done, undone = _stacks(entries)
+        stack = done if kind == "undo" else undone
+        if not stack:
+            return None
+        target = next(e for e in entries if e.get("id") == stack[-1])
+        if expect is not None and target["id"] != expect:
+            raise EditRefused(f"Another edit was made meanwhile (in another tab?): {kind} would now "
+                              f"{kind} '{describe(target)}'. Press {kind.capitalize()} again if that is what you want.")
+        col = target["field"]
+        current = dict(zip(df["path"], df[col]))
+        want, have = ("before", "after") if kind == "undo" else ("after", "before")
+        changes = []
+        for c in target["changes"]:
+            if c["path"] not in current:
+                result.missing.append(c["path"])
+            elif not _same(current[c["path"]], c[have]):
+                result.skipped.append(c["path"])
+            else:
+                changes.append({"path": c["path"], "before": c[have], "after": c[want]})
+                result.changed.append(c["path"])
+        if changes:
+            _apply(df, col, {c["path"]: c["after"] for c in changes})
+        result.entry = _next_id(entries)
+        entry = {"id": result.entry, "time": _now(), "action": kind, "target": target["id"], "field": col,
+                 "source": "review", "changes": changes}
+        editlog.commit(name, entry, df if changes else None, f"this {kind} ({describe(target)})")
+    return result
+
+
+def undo(name: str, expect: int | None = None) -> EditResult | None:
+    """Undo the latest edit not yet undone (from any tab or process); None when there is none.
+
+    With `expect` (the entry id the button showed), refuse when another edit has become the latest."""
+    return _step(name, "undo", expect)
+
+
+def redo(name: str, expect: int | None = None) -> EditResult | None:
+    """Redo the latest undone edit, unless a new edit was made since; None when there is none."""
+    return _step(name, "redo", expect)
+
+
+def describe(entry: dict) -> str:
+    """A short phrase for a journal entry ('relabel 3 images to cat')."""
+    n = len(entry.get("changes", []))
+    act, value = entry.get("action"), entry.get("value")
+    detail = {"relabel": f" as '{value}'", "move": f" to {value}", "note": f": '{value}'"}.get(act, "")
+    return f"{act} {_count(n)}{detail}"
+
+
+def in_force(name: str, upto: int | None = None) -> list[dict]:
+    """The edits whose effect stands (made or redone, not undone), in the order they now apply; each copy
+    carries `applied_at`, the time of the edit or of its latest redo. With `upto`, as they stood just after
+    journal entry `upto` (a dataset version's position)."""
+    entries = [e for e in history(name) if upto is None or int(e.get("id", 0)) <= upto]
+    by_id = {e.get("id"): e for e in entries}
+    applied: list[tuple[int, str]] = []
+    for e in entries:  # as _stacks, but a purge stays in line: it removed files for good
+        act = e.get("action")
+        if act in FIELDS or act == "purge":
+            applied.append((e["id"], e.get("time", "")))
+        elif act == "undo":
+            applied = [(i, t) for i, t in applied if i != e.get("target")]
+        elif act == "redo":
+            applied.append((e.get("target"), e.get("time", "")))
+    return [{**by_id[i], "applied_at": t} for i, t in applied if i in by_id]
+
+
+def pending(name: str) -> dict:
+    """What undo and redo would do next: {'undo': entry|None, 'redo': entry|None}."""
+    entries = history(name)
+    done, undone = _stacks(entries)
+    by_id = {e.get("id"): e for e in entries}
+    return {"undo": by_id.get(done[-1]) if done else None, "redo": by_id.get(undone[-1]) if undone else None}
+
+
+def purge_excluded(name: str, paths=None) -> EditResult:
+    """Remove excluded images from the dataset and their files from disk (this cannot be undone).
+
+    With `paths` (what the user confirmed), only those of them still excluded go; others are left."""
+    result = EditResult("purge")
+    with workspace.dataset_lock(name):
+        folder = workspace.dataset_dir(name)
+        df = workspace.read_manifest(name)
+        drop = df["excluded"] if paths is None else df["excluded"] & df["path"].isin(set(map(str, paths)))
+        gone = df[drop]
+        if gone.empty:
+            return result
+        kept = df[~drop].reset_index(drop=True)
+        result.changed = list(gone["path"])
+        result.entry = _next_id(editlog.entries(name))
+        entry = {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded", "source": "review",
+                 "changes": [{"path": p, "before": True, "after": None} for p in result.changed]}
+        still_used = set(kept["path"])
+
+        def remove_files():  # only once the manifest no longer lists them
+            for path in result.changed:
+                if path not in still_used:
+                    (folder / path).unlink(missing_ok=True)
+        editlog.commit(name, entry, kept, f"the deletion of {_count(len(result.changed))}", then=remove_files)
+    return result
+
+
+def to_csv(name: str) -> str:
+    """The journal as CSV: one row per image changed by each entry."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["entry", "time", "action", "target", "field", "path", "before", "after", "source"])
+    for e in history(name):
+        for c in e.get("changes", []) or [{}]:
+            writer.writerow([e.get("id"), e.get("time"), e.get("action"), e.get("target", ""), e.get("field"),
+                             c.get("path", ""), c.get("before", ""), c.get("after", ""), e.get("source", "")])
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""The Augment page: the pipeline editor, previews and the label-safety measurement."""

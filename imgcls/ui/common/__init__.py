@@ -1,0 +1,1 @@
+"""What every page shares: navigation, session state, text escaping, errors, the job view, widgets."""

@@ -1,0 +1,87 @@
+"""The one live view of a background job: its place in line or its progress, with Stop, polled every second.
+
+Every page that starts a job (training, the learning-rate search, the health check, an experiment, the
+label-safety measurement) shows it through `show_job`; the job system's status file is all it reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import streamlit as st
+
+from imgcls import jobs
+from imgcls.ui.common.text import plain
+
+POLL_S = 1.0  # smooth enough for a progress bar; each poll reads one small status file
+
+
+@dataclass
+class JobView:
+    """What the live view needs of one job: how to read its status and stop it, and what to draw with it."""
+
+    stop_key: str  # the Stop button's widget key
+    status: Callable[[], dict]
+    stop: Callable[[], object]
+    stop_label: str = "Stop"
+    device: str = "device"  # what it waits for, in words ("cpu", "cuda")
+    caption: str | None = None  # said under the progress bar while it runs
+    before: Callable[[dict], None] | None = None  # drawn above the progress (a run's settings)
+    after: Callable[[dict], None] | None = None  # drawn below it, also once it has ended (curves, outcome)
+
+
+def show_job(job: JobView, drawn_state: str | None = None) -> None:
+    """The job's live view: refreshed every second while it is queued or running; once its state differs
+    from the one the page was drawn with, the whole page is drawn again (tables, results)."""
+    state = drawn_state if drawn_state is not None else job.status().get("state")
+    st.fragment(run_every=POLL_S if state in jobs.ACTIVE else None)(_view)(job, state)
+
+
+def _view(job: JobView, drawn_state: str | None) -> None:
+    status = job.status()
+    state = status.get("state")
+    if state != drawn_state:
+        st.rerun()  # started, finished or gone: the page as a whole changes
+    if job.before:
+        job.before(status)
+    if state == "queued" and status.get("queue"):
+        place = int(status["queue"])
+        st.info(f"Waiting for the {plain(job.device)}, number {place:,} in the queue: this starts when the job "
+                "before it ends.", icon=":material/hourglass_top:")
+        _stop_button(job, "Cancel")
+    elif state == "queued":  # its process is starting, or has its slot and loads PyTorch
+        st.progress(0.0, text=f"Starting… ({plain(status.get('message') or 'queued')})")
+        _stop_button(job)
+    elif state == "running":
+        st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0), text=progress_text(status))
+        if job.caption:
+            st.caption(plain(job.caption))
+        _stop_button(job)
+    if job.after:
+        job.after(status)
+
+
+def _stop_button(job: JobView, label: str | None = None) -> None:
+    if st.button(plain(label or job.stop_label), key=job.stop_key, icon=":material/stop_circle:"):
+        job.stop()
+        st.rerun()  # the whole page: the view stops polling and what the job made appears
+
+
+def _duration(seconds) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "estimating time left"
+    seconds = int(seconds)
+    return f"about {seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f"about {seconds} s left"
+
+
+def progress_text(status: dict) -> str:
+    """How far a job is, in words: share done, what it does now, time left and speed where it says them."""
+    progress = float(status.get("progress") or 0)
+    parts = [f"{progress:.0%} done" if progress else "", plain(status.get("message") or "")]
+    if "eta_seconds" in status:
+        parts.append(_duration(status.get("eta_seconds")))
+    if status.get("images_per_second"):
+        parts.append(f"{status['images_per_second']:,.0f} images/s")
+    return " · ".join(p for p in parts if p)

@@ -1,0 +1,1 @@
+"""The Evaluate page: metrics, the confusion matrix gallery, predictions and comparisons."""

@@ -1,0 +1,1 @@
+"""The Learn page: inside the network, and the experiments."""

@@ -1,0 +1,1 @@
+"""The Train page: settings, starting runs, the live view and the runs table."""
