@@ -255,6 +255,13 @@ def cmd_export(args) -> dict:
     """Write a run's export bundle: safetensors, TorchScript, ONNX, preprocessing, goldens, predict.py."""
     from imgcls.evaluate.export import export_run
 
+    if args.bundle:  # the Evaluate page's background job: the ZIP beside the run, built once per model
+        from imgcls.evaluate.exportjob import run_job
+
+        bundle = run_job(args.run)
+        if not args.json:
+            print(f"The export bundle of {args.run}: {bundle}")
+        return {"run": args.run, "bundle": str(bundle)}
     out = export_run(args.run, args.out)
     files = sorted(p.name for p in out.iterdir())
     row = run_row(args.run)
@@ -428,7 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     p = verbs.add_parser("export", help="export a run: ONNX, TorchScript, safetensors, predict.py, goldens")
     p.add_argument("run")
-    p.add_argument("--out", required=True, help="a new folder for the bundle")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="a new folder for the bundle")
+    where.add_argument("--bundle", action="store_true",
+                       help="build the run's export ZIP in its folder (as the Evaluate page does)")
     p.set_defaults(func=cmd_export)
     p = verbs.add_parser("publish", help="share a run's predict view: prints the demo link")
     p.add_argument("run")

@@ -16,7 +16,7 @@ ALLOWED = {
     "ingest": {"store"},
     "vision": {"store", "ingest", "jobs"},  # jobs.dist: only a job's main process saves a model
     "augment": {"store", "ingest", "vision", "jobs"},
-    "evaluate": {"store", "ingest", "vision", "augment"},
+    "evaluate": {"store", "ingest", "vision", "augment", "jobs"},
     "train": {"store", "ingest", "vision", "augment", "jobs", "evaluate"},
     "health": {"store", "ingest", "vision", "jobs", "train"},
     "charts": {"store", "evaluate"},

@@ -164,3 +164,26 @@ def test_the_export_zip_is_built_once_per_model_and_name(trained, monkeypatch):
     assert len(list(runs.run_dir(trained).glob("export-*.zip"))) == 1
     assert not [p for p in runs.run_dir(trained).iterdir() if p.name.startswith(".export")]
     assert workspace.read_json(runs.run_dir(trained) / "status.json")["state"] == "done"
+
+
+def test_the_export_bundle_builds_as_a_background_job(trained):
+    import time
+    import zipfile
+
+    from imgcls import jobs
+    from imgcls.evaluate import export, exportjob
+    from imgcls.store import quotas
+
+    assert exportjob.ready(trained) is None and exportjob.status(trained) == {}
+    exportjob.start(trained)
+    assert exportjob.status(trained)["state"] in jobs.ACTIVE and quotas.running_jobs() == [f"export/{trained}"]
+    exportjob.start(trained)  # a second click while it runs starts nothing more
+    deadline = time.monotonic() + 240
+    while exportjob.status(trained).get("state") in jobs.ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.3)
+    log = (runs.run_dir(trained) / "export-log.txt").read_text(errors="replace")
+    assert exportjob.status(trained)["state"] == "done", log
+    assert exportjob.ready(trained) == export.bundle_path(trained)
+    with zipfile.ZipFile(exportjob.ready(trained)) as zf:
+        assert any(n.endswith("model.onnx") for n in zf.namelist())
+    assert quotas.running_jobs() == []

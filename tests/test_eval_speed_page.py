@@ -76,19 +76,20 @@ def test_percentages_have_one_format_on_the_page():
     assert not at.exception
 
 
-def test_the_export_is_built_once_per_model(monkeypatch):
-    from imgcls.evaluate import export
+def test_the_export_is_built_once_per_model():
+    from imgcls.evaluate import exportjob
 
-    trained_run()
-    built = []
-    real = export.export_run
-    monkeypatch.setattr(export, "export_run", lambda *a, **k: built.append(1) or real(*a, **k))
+    from test_evaluate_page import wait_for_export
+
+    run_id = trained_run()
     at = open_evaluate()
-    at.button(key="evaluate.export").click().run()
-    assert at.get("download_button")[0].proto.label == "Download the ZIP"
-    again = open_evaluate()  # another visit, or another tab
-    again.button(key="evaluate.export").click().run()
-    assert again.get("download_button") and built == [1]
+    at.button(key="evaluate.export").click().run()  # a background job builds it
+    assert wait_for_export(at)
+    finished, stamp = exportjob.status(run_id)["finished"], exportjob.ready(run_id).stat().st_mtime_ns
+    again = open_evaluate()  # another visit, or another tab: the ZIP is offered at once, not built again
+    assert [b for b in again.get("download_button") if b.proto.label == "Download the ZIP"]
+    assert not [b for b in again.button if b.key == "evaluate.export"]
+    assert exportjob.status(run_id)["finished"] == finished and exportjob.ready(run_id).stat().st_mtime_ns == stamp
     assert not at.exception and not again.exception
 
 

@@ -104,10 +104,23 @@ def test_test_split_export_and_a_second_visit_reuse_the_saved_evaluation():
     again.button(key="evaluate.recompute").click().run()
     assert saved.stat().st_mtime_ns != stamp
     at.button(key="evaluate.export").click().run()
-    download = at.get("download_button")
+    download = wait_for_export(at)
     assert download and download[0].proto.label == "Download the ZIP"
     assert not again.exception
     assert not at.exception
+
+
+def wait_for_export(at, limit: float = 240):
+    """Rerun the page (as the export's live view does every second) until the ZIP is offered."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while not [b for b in at.get("download_button") if b.proto.label == "Download the ZIP"]:
+        assert time.monotonic() < deadline, "the export job did not finish"
+        assert not at.error, [e.value for e in at.error]
+        time.sleep(0.5)
+        at.run()
+    return at.get("download_button")
 
 
 def test_prediction_upload_shows_a_result_and_names_a_broken_file():
@@ -372,7 +385,7 @@ def test_a_stopped_run_is_evaluated_compared_exported_and_published_marked_as_st
     assert "difference" in _frame(at, "difference").columns
     assert any("First: toy finetune 1 \\(stopped early\\); second: toy linear 1" in c.value for c in at.caption)
     at.button(key="evaluate.export").click().run()
-    assert at.get("download_button") and any("says it was stopped early" in c.value for c in at.caption)
+    assert wait_for_export(at) and any("says it was stopped early" in c.value for c in at.caption)
     at.button(key=f"demo.publish.{stopped}").click().run()
     assert demo.is_published(stopped)
     assert not at.exception

@@ -4,7 +4,6 @@ uses another module's _private names."""
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "imgcls"
 

@@ -339,3 +339,21 @@ def test_finetune_twice_with_the_same_seed_gives_the_same_weights():
         states.append(torch.load(runs.run_dir(run_id) / "last.pt", weights_only=True)["model"])
     changed = [k for k, v in states[0].items() if v.is_floating_point()]
     assert changed and all(torch.equal(states[0][k], states[1][k]) for k in changed)
+
+
+@pytest.mark.parametrize("strategy", ["linear", "finetune", "full", "scratch"])
+def test_a_fresh_runs_config_reads_typed_and_writes_back_byte_for_byte(strategy, tmp_path):
+    from imgcls.train.config import RunConfig
+
+    make_dataset()
+    run_id = prepare_run(TrainConfig(dataset="toy", strategy=strategy, **SMALL))
+    saved = runs.run_dir(run_id) / "config.json"
+    d = json.loads(saved.read_text())
+    config = RunConfig.read(run_id)
+    assert config.to_dict() == d and not config.extra and "experiment" not in d
+    workspace.atomic_write_json(tmp_path / "again.json", config.to_dict())
+    assert (tmp_path / "again.json").read_bytes() == saved.read_bytes()
+    assert config.strategy.name == strategy and config.classes == ("blue", "red")
+    assert config.preprocess.weights == d["weights"] and config.preprocess.img_size == d["img_size"] == 64
+    marked = dict(d, experiment={"tag": "t", "variant": "all images"})  # as the Learn page's runs carry
+    assert RunConfig.from_dict(marked).to_dict() == marked

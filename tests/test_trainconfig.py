@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,31 @@ def test_the_train_help_reads_the_fields_without_loading_torch():
                    "--resume RUN", "finetune: epochs of the head-only stage"):
         assert option in text
     assert "--run" not in text  # hidden: a run prepared by the app
+
+
+OLD_RUN = Path(__file__).resolve().parent / "fixtures" / "workspace-0.1" / "runs" / "20261201-171226-tiny-linear-6bd6"
+
+
+def test_an_old_runs_config_reads_typed_and_writes_back_the_same():
+    from imgcls.train.config import RunConfig
+
+    d = json.loads((OLD_RUN / "config.json").read_text())
+    config = RunConfig.from_dict(d)
+    assert config.to_dict() == d and list(config.to_dict()) == list(d)
+    assert (config.strategy.name, config.epochs, config.classes, config.experiment) == ("linear", 2, ("blue", "red"), None)
+    assert config.preprocess.weights == d["weights"] and config.preprocess.img_size == 256
+
+
+def test_missing_keys_get_defaults_and_unknown_keys_are_kept():
+    from imgcls.train.config import RunConfig
+
+    d = json.loads((OLD_RUN / "config.json").read_text())
+    for key in ("notes", "head_epochs", "weights"):
+        del d[key]
+    d["mixup"] = {"alpha": 0.2}
+    config = RunConfig.from_dict(d)
+    assert (config.notes, config.head_epochs, config.extra) == ((), 30, {"mixup": {"alpha": 0.2}})
+    assert config.to_dict() == d  # nothing the file lacked is added, nothing it had is lost
+    assert config.preprocess.weights == "efficientnet-lite0-57934424.pth"  # the pretrained rule names them
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3

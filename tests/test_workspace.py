@@ -156,3 +156,25 @@ def test_import_leaves_no_temp_files(mk):
     assert sorted(p.name for p in folder.iterdir()) == ["images", "imports.jsonl", "manifest.csv"]
     assert not _leftovers(folder / "images")
     assert sorted(os.listdir(workspace.datasets_dir())) == ["clean"]
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", ".hidden", "a/b", "a\\b", "../up"])
+def test_keyed_folders_refuse_keys_that_leave_them(key):
+    from imgcls.lab import experiments
+    from imgcls.store import runs
+
+    assert not workspace.is_key(key)
+    for folder_of, what in ((runs.run_dir, "a run id"), (experiments.exp_dir, "an experiment id")):
+        with pytest.raises(WorkspaceError, match=f"is not {what}"):
+            folder_of(key)
+
+
+def test_keyed_folders_sit_in_their_workspace_folder(imgcls_home):
+    from imgcls.lab import experiments
+    from imgcls.store import runs
+
+    assert workspace.is_key("20261127-140203-shapes-linear-3f2a")
+    assert runs.run_dir("r1") == workspace.home() / "runs" / "r1" and (workspace.home() / "runs").is_dir()
+    assert experiments.exp_dir("e1") == workspace.home() / "experiments" / "e1"
+    assert workspace.cache_dir("thumbs") == workspace.home() / "cache" / "thumbs"
+    assert workspace.cache_dir("thumbs").is_dir() and workspace.datasets_dir().is_dir()

@@ -26,7 +26,7 @@ def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bo
 def _cached_features(config: dict, hashes: list[str]) -> np.ndarray | None:
     """The frozen backbone's features of these images as training cached them (linear runs), or None when
     any is missing. The same preprocessing and weights, so the head on them is the model's own answer."""
-    if config.get("strategy") != "linear":
+    if config.get("strategy") != "linear":  # the one strategy that never trains the network (train.strategies)
         return None
     root = workspace.cache_dir("features") / Preprocess.for_run(config).feature_key()
     out = []

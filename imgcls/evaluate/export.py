@@ -150,12 +150,16 @@ def _zip(folder: Path, path: Path) -> None:
     tmp.replace(path)
 
 
+def bundle_path(run_id: str) -> Path:
+    """Where the run's export bundle for its current model, name and outcome is (or will be) kept."""
+    return runs.run_dir(run_id) / f"export-{_bundle_key(run_id)}.zip"
+
+
 def export_zip(run_id: str, load: Callable[[], Predictor] | None = None) -> Path:
     """The run's export bundle as a ZIP in its run folder, built on the first request and reused until the
     model, the run's name or its outcome changes (then built anew, and the old one removed). `load` gives
     the run's Predictor when the caller holds one already; it is called only when the bundle is built."""
-    folder = runs.run_dir(run_id)
-    path = folder / f"export-{_bundle_key(run_id)}.zip"
+    folder, path = runs.run_dir(run_id), bundle_path(run_id)
     if path.exists():
         return path
     staging = folder / f".export-{path.stem}"

@@ -81,7 +81,7 @@ def _preprocess(run_id: str, config: dict) -> Preprocess:
     """The run's preprocessing, its features cached with the training's when the backbone never changed
     (linear), under the trained model's own name else."""
     pre = Preprocess.for_run(config)
-    if config.get("strategy") == "linear":
+    if config.get("strategy") == "linear":  # the one strategy that never trains the network (train.strategies)
         return pre
     stamp = (runs.run_dir(run_id) / "model.safetensors").stat().st_mtime_ns
     return dataclasses.replace(pre, weights=f"run:{run_id}:{stamp}")

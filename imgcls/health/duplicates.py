@@ -44,9 +44,14 @@ def _as_finding(groups: list[list[int]], sims: dict) -> dict:
         for i in g:
             images.append(i)
             scores.append(_best(sims, i, g))
+    return _finding(images, scores, groups, {})
+
+
+def _finding(images: list[int], scores: list[float], groups: list[list[int]], details: dict) -> dict:
+    """A finding of copies: its images most alike first, with their groups and details."""
     order = np.argsort(-np.asarray(scores), kind="stable") if scores else []
     return {"images": [images[k] for k in order], "scores": [scores[k] for k in order], "groups": groups,
-            "details": {}}
+            "details": details}
 
 
 def _leaks(df: pd.DataFrame, same: list[list[int]], sims: dict) -> dict:
@@ -61,9 +66,8 @@ def _leaks(df: pd.DataFrame, same: list[list[int]], sims: dict) -> dict:
             for i in held:
                 images.append(i)
                 scores.append(_best(sims, i, train))
-    order = np.argsort(-np.asarray(scores), kind="stable") if scores else []
-    return {"images": [images[k] for k in order], "scores": [scores[k] for k in order], "groups": groups,
-            "details": {"by_split": {s: int(sum(split[i] == s for i in images)) for s in HELD_OUT}}}
+    return _finding(images, scores, groups,
+                    {"by_split": {s: int(sum(split[i] == s for i in images)) for s in HELD_OUT}})
 
 
 def _conflicts(df: pd.DataFrame, same: list[list[int]], sims: dict) -> dict:

@@ -211,7 +211,7 @@ def head_curve(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.nd
     """Train a linear layer on features epoch by epoch (as the Train page does); accuracy per epoch."""
     import torch
 
-    from imgcls.train.heads import HEAD_BATCH, HEAD_LR
+    from imgcls.train.heads import HEAD_BATCH, HEAD_LR, head_epoch
     from imgcls.train.loops import warmup_cosine
 
     mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6  # random-weight features can be far from unit scale
@@ -225,14 +225,7 @@ def head_curve(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.nd
     gen = torch.Generator().manual_seed(seed)
     train_acc, val_acc = [], []
     for _ in range(epochs):
-        order = torch.randperm(len(yt), generator=gen)
-        for start in range(0, len(order), HEAD_BATCH):
-            idx = order[start:start + HEAD_BATCH]
-            loss = torch.nn.functional.cross_entropy(head(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        head_epoch(head, xt, yt, opt, sched, torch.nn.functional.cross_entropy, gen)  # as the Train page does
         with torch.no_grad():
             train_acc.append(float((head(xt).argmax(1) == yt).float().mean()))
             val_acc.append(float((head(xv).argmax(1).numpy() == y_va).mean()) if len(y_va) else float("nan"))

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from imgcls import jobs
-from imgcls.store import (quotas,  # light imports only: torch loads when an experiment runs, not when a page lists them
-                          workspace)
+from imgcls.store import quotas  # light imports only: torch loads when an experiment runs, not when a page lists them
+from imgcls.store import workspace
 
 KINDS = {
     "transfer": "Pretrained against random starting weights, with the same training budget: curves and accuracy.",
@@ -123,16 +123,12 @@ def figure(result: dict):
 
 def experiments_dir() -> Path:
     """Folder holding one subfolder per experiment."""
-    path = workspace.home() / "experiments"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return workspace.folder("experiments")
 
 
 def exp_dir(exp_id: str) -> Path:
     """Folder of one experiment; refuses ids that would leave the experiments folder."""
-    if not exp_id or "/" in exp_id or "\\" in exp_id or exp_id.startswith("."):
-        raise workspace.WorkspaceError(f"'{exp_id}' is not an experiment id.")
-    return experiments_dir() / exp_id
+    return workspace.keyed_dir("experiments", exp_id, "an experiment id")
 
 
 def new_id(config: ExperimentConfig) -> str:

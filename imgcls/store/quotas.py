@@ -95,7 +95,7 @@ def _clean(name: str, value):
 def set_limits(key: str | None, **values) -> dict:
     """Save limits for everyone (key None) or for one user: numbers of zero or more, 0 meaning no limit,
     None removing the override; returns the saved overrides."""
-    if key is not None and (not key or "/" in key or "\\" in key or key.startswith(".")):
+    if key is not None and not workspace.is_key(key):
         raise QuotaError(f"'{key}' is not a user's workspace folder name.")
     cleaned = {name: _clean(name, value) for name, value in values.items()}
     with workspace.file_lock("quotas.lock", root=workspace.server_root()):

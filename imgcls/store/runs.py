@@ -25,9 +25,7 @@ STOPPED_STATES = ("cancelled", "interrupted")
 
 def runs_dir() -> Path:
     """Folder holding one subfolder per training run."""
-    path = workspace.home() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return workspace.folder("runs")
 
 
 def new_run_id(dataset: str, strategy: str) -> str:
@@ -39,9 +37,7 @@ def new_run_id(dataset: str, strategy: str) -> str:
 
 def run_dir(run_id: str) -> Path:
     """Folder of one run; refuses ids that would leave the runs folder."""
-    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
-        raise workspace.WorkspaceError(f"'{run_id}' is not a run id.")
-    return runs_dir() / run_id
+    return workspace.keyed_dir("runs", run_id, "a run id")
 
 
 def list_runs() -> list[str]:
@@ -203,6 +199,8 @@ def _kept(run_id: str) -> dict:
     else:
         best = _lowest_loss(records)
     best = best or {}
+    # train.strategies' rules, checked here by name because store stands below train: linear never trains the
+    # network, so its last stage is "head"; finetune trains it after a last-layer stage
     last = "head" if strategy == "linear" else strategy
     head_of_finetune = best.get("stage") == "head" and strategy != "linear"
     return {"val_accuracy": best.get("val_accuracy"), "val_loss": best.get("val_loss"),
@@ -218,7 +216,7 @@ def stopped_summary(config: dict, status: dict) -> str:
     done, best = result.get("epochs") or 0, result.get("best_epoch")
     how = "by the user" if status.get("state") == "cancelled" else "by a restart or crash"
     when = f"after epoch {done} of {config.get('epochs', '?')}" if done else "during its first epoch"
-    if config.get("strategy") == "finetune" and not done:
+    if config.get("strategy") == "finetune" and not done:  # no network epoch ended after its last-layer stage
         when = "before the first fine-tuning epoch ended"
     kept = "the last-layer stage" if best == 0 else f"epoch {best}" if best is not None else "its best epoch"
     acc = result.get("val_accuracy")

@@ -159,18 +159,34 @@ def bound(fn):
     return run
 
 
-def datasets_dir() -> Path:
-    """Folder holding one subfolder per dataset."""
-    path = home() / "datasets"
+def folder(*parts: str) -> Path:
+    """A folder of the workspace, made if missing (`folder("runs")`, `folder("cache", "thumbs")`)."""
+    path = home().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def is_key(key: str) -> bool:
+    """Whether `key` names one subfolder in place: not empty, no path separator, not a dot name."""
+    return bool(key) and "/" not in key and "\\" not in key and not key.startswith(".")
+
+
+def keyed_dir(kind: str, key: str, what: str) -> Path:
+    """Subfolder `key` of the workspace folder `kind` (it may not exist yet); a WorkspaceError saying the
+    key is not `what` when it would leave that folder."""
+    if not is_key(key):
+        raise WorkspaceError(f"'{key}' is not {what}.")
+    return folder(kind) / key
+
+
+def datasets_dir() -> Path:
+    """Folder holding one subfolder per dataset."""
+    return folder("datasets")
 
 
 def cache_dir(kind: str) -> Path:
     """A cache folder (thumbnails, features, …) shared by all datasets."""
-    path = home() / "cache" / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return folder("cache", kind)
 
 
 def check_name(name: str) -> str:

@@ -4,31 +4,19 @@ offers as `python -m imgcls train` options. Plain Python: the command line reads
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 
 from imgcls.store import ranges
+from imgcls.train import strategies
 
 # models.DEFAULT_BACKBONE, repeated here because models imports timm and torch; a test keeps the two equal
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
-STRATEGIES = {
-    "linear": "Keep the pretrained network frozen and train only its last layer: done in seconds, "
-              "and strong when your photos look like everyday photos.",
-    "finetune": "Train the last layer first, then let the top of the network adjust too, earlier layers "
-                "more gently: usually the most accurate.",
-    "full": "Let every layer of the pretrained network learn: slower, and it needs more images to pay off.",
-    "scratch": "Start from random weights with no pretraining: a comparison that shows what transfer "
-               "learning buys you.",
-}
-# img_size 256 for the pretrained strategies: on hymenoptera, features at 256 px scored 0.948 against
-# 0.935 at the backbone's native 224 (small insects gain from the extra pixels), for 30% more compute.
-DEFAULTS = {
-    "linear": {"epochs": 60, "lr": 3e-3, "patience": 10, "batch_size": 64, "img_size": 256},
-    "finetune": {"epochs": 6, "lr": 3e-4, "patience": 3, "batch_size": 32, "img_size": 256},
-    "full": {"epochs": 8, "lr": 5e-4, "patience": 3, "batch_size": 32, "img_size": None},
-    "scratch": {"epochs": 30, "lr": 2e-3, "patience": 6, "batch_size": 32, "img_size": None},
-}
+# the strategies' descriptions and defaults by name, as the command line and the pages read them
+STRATEGIES = strategies.descriptions()
+DEFAULTS = strategies.defaults()
 
 
 class TrainError(Exception):
@@ -95,16 +83,14 @@ class TrainConfig:
         """A copy with the strategy's defaults filled in."""
         from imgcls.train.loops import default_threads  # loops imports torch
 
-        if self.strategy not in STRATEGIES:
-            raise TrainError(f"Unknown strategy '{self.strategy}': choose {', '.join(STRATEGIES)}.")
-        d = DEFAULTS[self.strategy]
-        lr = self.lr if self.lr not in (None, "") else d["lr"]
+        d = strategies.strategy(self.strategy).defaults
+        lr = self.lr if self.lr not in (None, "") else d.lr
         if lr != "auto":
             lr = float(lr)
         return dataclasses.replace(
-            self, epochs=self.epochs or d["epochs"], lr=lr, batch_size=self.batch_size or d["batch_size"],
-            img_size=self.img_size or d["img_size"],
-            patience=self.patience or d["patience"], device=resolve_device(self.device),
+            self, epochs=self.epochs or d.epochs, lr=lr, batch_size=self.batch_size or d.batch_size,
+            img_size=self.img_size or d.img_size,
+            patience=self.patience or d.patience, device=resolve_device(self.device),
             threads=self.threads or default_threads(),
         )
 
@@ -124,3 +110,94 @@ def resolve_device(name: str) -> str:
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
         raise TrainError(f"Unknown device '{name}': choose auto, cpu, cuda or mps.")
     return name
+
+
+# config.json's keys beyond TrainConfig's fields: what prepare_run adds, then what an experiment's run adds
+RUN_KEYS = ("name", "img_size", "classes", "data_config", "augment_pipeline", "weights", "notes", "images",
+            "dataset_version", "experiment")
+_KEY_OF = {"strategy_name": "strategy"}  # field → key: `strategy` is the Strategy itself, the field its name
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A prepared run's config.json, typed: TrainConfig's fields resolved, and what preparing the run added.
+
+    `from_dict` reads any run's file: a key it lacks gets the default (and is left out again by `to_dict`), a
+    key it does not know is kept in `extra` and written back unchanged."""
+
+    dataset: str = ""
+    backbone: str = DEFAULT_BACKBONE
+    strategy_name: str = "linear"
+    epochs: int | None = None
+    lr: float | str | None = None
+    batch_size: int | None = None
+    img_size: int | None = None
+    augment: str | dict = "saved"
+    seed: int = 0
+    device: str = "auto"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    patience: int | None = None
+    layer_decay: float = 0.7
+    unfreeze: int = 8
+    head_epochs: int = 30
+    compile: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    task: str = "train"
+    name: str = ""
+    classes: tuple = ()
+    data_config: dict = field(default_factory=dict)
+    augment_pipeline: dict | None = None
+    weights: str = ""
+    notes: tuple = ()
+    images: dict = field(default_factory=dict)
+    dataset_version: dict = field(default_factory=dict)
+    experiment: dict | None = None  # set on the Learn page's runs: which experiment, which variant
+    extra: dict = field(default_factory=dict, compare=False)  # keys this version does not know
+    defaulted: frozenset = field(default=frozenset(), compare=False, repr=False)  # keys the file lacked
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """The run config of a config.json's contents, from this version or an older one."""
+        names = {_KEY_OF.get(f.name, f.name): f.name for f in dataclasses.fields(cls)
+                 if f.name not in ("extra", "defaulted")}
+        known = {names[k]: v for k, v in d.items() if k in names}
+        known["classes"] = tuple(known.get("classes", ()))
+        known["notes"] = tuple(known.get("notes", ()))
+        missing = frozenset(k for k in names if k not in d)
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names}, defaulted=missing)
+
+    @classmethod
+    def read(cls, run_id: str) -> "RunConfig":
+        """The run's config.json, typed (WorkspaceError when there is no such run)."""
+        from imgcls.store import runs
+
+        return cls.from_dict(runs.read_config(run_id))
+
+    def to_dict(self) -> dict:
+        """config.json's contents: the keys it was read with, in the order prepare_run writes them."""
+        out = {}
+        for f in dataclasses.fields(self):
+            key = _KEY_OF.get(f.name, f.name)
+            if f.name in ("extra", "defaulted") or key in self.defaulted:
+                continue
+            if key == "experiment" and self.experiment is None:
+                continue  # only an experiment's runs have one
+            value = getattr(self, f.name)
+            out[key] = list(value) if key in ("classes", "notes") else copy.deepcopy(value)
+        return out | copy.deepcopy(self.extra)
+
+    @property
+    def strategy(self) -> strategies.Strategy:
+        """The run's strategy, with its stages and rules (TrainError for an unknown name)."""
+        return strategies.strategy(self.strategy_name)
+
+    @property
+    def preprocess(self):
+        """The preprocessing the run trains and predicts with (a vision.preprocess.Preprocess)."""
+        from imgcls.vision.preprocess import Preprocess  # vision loads its caches' code; this module stays light
+
+        return Preprocess.for_run({"backbone": self.backbone, "strategy": self.strategy_name, "weights": self.weights,
+                                   "img_size": self.img_size, "data_config": self.data_config})

@@ -12,21 +12,22 @@ from timm.optim import param_groups_layer_decay
 from imgcls.augment.pipeline import build_pipeline
 from imgcls.jobs import dist
 from imgcls.store import runs, workspace
+from imgcls.train.config import RunConfig
 from imgcls.train.heads import class_weights
 from imgcls.train.loops import ArrayDataset, lr_find, score, seed_worker, train_one_epoch, warmup_cosine
 from imgcls.vision.checkpoint import save_model
 from imgcls.vision.imgcache import to_tensor
 from imgcls.vision.infer import predict_arrays
-from imgcls.vision.preprocess import Preprocess
 
 
-def param_groups(model, config: dict) -> list[dict]:
+def param_groups(model, config: RunConfig) -> list[dict]:
     """Optimizer groups with per-layer learning-rate scales; for finetune, only the top layers learn."""
-    decay = 1.0 if config["strategy"] == "scratch" else config["layer_decay"]
-    groups = param_groups_layer_decay(model, weight_decay=config["weight_decay"], layer_decay=decay)
-    if config["strategy"] == "finetune":
+    plan = config.strategy
+    decay = plan.decay(config)
+    groups = param_groups_layer_decay(model, weight_decay=config.weight_decay, layer_decay=decay)
+    if plan.top_layers_only:
         scales = sorted({g["lr_scale"] for g in groups}, reverse=True)
-        keep = set(scales[:config["unfreeze"]])
+        keep = set(scales[:config.unfreeze])
         for g in groups:
             for p in g["params"]:
                 p.requires_grad_(g["lr_scale"] in keep)
@@ -34,40 +35,40 @@ def param_groups(model, config: dict) -> list[dict]:
     return groups
 
 
-def _accel(config: dict):
+def _accel(config: RunConfig):
     """Autocast and grad scaler for CUDA (bf16 where supported, else fp16 with scaling)."""
-    if not config["device"].startswith("cuda"):
+    if not config.device.startswith("cuda"):
         return None, None
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-def _loader(data: dict, config: dict, train_mask) -> torch.utils.data.DataLoader:
-    pipeline = build_pipeline(config["augment_pipeline"], config["img_size"], seed=config["seed"])
-    ds = ArrayDataset(data["images"][train_mask], data["labels"][train_mask], config["img_size"], pipeline)
-    cuda = config["device"].startswith("cuda")
-    workers = config.get("workers")
+def _loader(data: dict, config: RunConfig, train_mask) -> torch.utils.data.DataLoader:
+    pipeline = build_pipeline(config.augment_pipeline, config.img_size, seed=config.seed)
+    ds = ArrayDataset(data["images"][train_mask], data["labels"][train_mask], config.img_size, pipeline)
+    cuda = config.device.startswith("cuda")
+    workers = config.workers
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if cuda else 0  # on a small CPU, workers steal the model's cores
     # several processes: each trains on its own shard of every epoch
-    sampler = torch.utils.data.DistributedSampler(ds, shuffle=True, seed=config["seed"]) if dist.active() else None
+    sampler = torch.utils.data.DistributedSampler(ds, shuffle=True, seed=config.seed) if dist.active() else None
     return torch.utils.data.DataLoader(
-        ds, batch_size=config["batch_size"], shuffle=sampler is None, sampler=sampler,
-        drop_last=len(ds) > config["batch_size"],
+        ds, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(ds) > config.batch_size,
         num_workers=workers, pin_memory=cuda, worker_init_fn=seed_worker if workers else None,
-        persistent_workers=bool(workers), generator=torch.Generator().manual_seed(config["seed"]),
+        persistent_workers=bool(workers), generator=torch.Generator().manual_seed(config.seed),
     )
 
 
-def network_lr_find_run(model, data: dict, config: dict, run_id: str) -> dict:
+def network_lr_find_run(model, data: dict, config: RunConfig, run_id: str) -> dict:
     """Learning-rate sweep of the network's trainable layers on augmented training batches."""
-    device = torch.device(config["device"])
+    device = torch.device(config.device)
     model.to(device)
     tr = data["split"] == "train"
     loader = _loader(data, config, tr)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=1e-6)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     _network_lr_find(model, loader, optimizer, loss_fn, _Prep(config, False), run_id)
     return workspace.read_json(runs.run_dir(run_id) / "lr_find.json")
 
@@ -102,37 +103,37 @@ def _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id: str) -> fl
 class _Prep:
     """uint8 batches → normalised tensors on the device."""
 
-    def __init__(self, config: dict, channels_last: bool):
-        self.device, self.cfg, self.cl = torch.device(config["device"]), config["data_config"], channels_last
+    def __init__(self, config: RunConfig, channels_last: bool):
+        self.device, self.cfg, self.cl = torch.device(config.device), config.data_config, channels_last
 
     def __call__(self, xb) -> torch.Tensor:
         return to_tensor(xb.numpy(), self.cfg["mean"], self.cfg["std"], self.device, self.cl)
 
 
-def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool = False,
+def fit_network(model, data: dict, config: RunConfig, run_id: str, rep, resume: bool = False,
                 start_from: dict | None = None) -> dict:
     """Train the network with AdamW, warm-up + cosine, early stopping; keep the best checkpoint."""
-    device, folder = torch.device(config["device"]), runs.run_dir(run_id)
+    device, folder = torch.device(config.device), runs.run_dir(run_id)
     channels_last = device.type == "cuda"
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     tr, va = data["split"] == "train", data["split"] == "val"
     loader = _loader(data, config, tr)
     groups = param_groups(model, config)
     optimizer = torch.optim.AdamW(groups, lr=1e-3)
-    weights = class_weights(data["labels"][tr], len(config["classes"]))
+    weights = class_weights(data["labels"][tr], len(config.classes))
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                        label_smoothing=config["label_smoothing"])
+                                        label_smoothing=config.label_smoothing)
     prep = _Prep(config, channels_last)
-    lr = config["lr"] if config["lr"] != "auto" else _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id)
+    lr = config.lr if config.lr != "auto" else _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id)
     for g in optimizer.param_groups:
         g["lr"] = g["initial_lr"] = lr * g.get("lr_scale", 1.0)
     steps = len(loader)
-    scheduler = warmup_cosine(optimizer, steps * config["epochs"], int(steps * config["warmup_epochs"]))
+    scheduler = warmup_cosine(optimizer, steps * config.epochs, int(steps * config.warmup_epochs))
     autocast, scaler = _accel(config)
     net = model
     if dist.active():  # gradients are averaged across processes, so every copy stays identical
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    net = torch.compile(net) if config.get("compile") and device.type == "cuda" else net
+    net = torch.compile(net) if config.compile and device.type == "cuda" else net
     state = {"epoch": 0, "best_val_loss": float("inf"), "best": {}, "bad": 0}
     if start_from:  # finetune: the head-only model is the one to beat
         state.update(best_val_loss=start_from["val_loss"],
@@ -146,14 +147,14 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
         _reemit_last_record(run_id, state, rep)
         rep.advance(len(data["labels"][tr]) * 3 * state["epoch"], "Resumed", force=True)
     ips = []
-    for epoch in range(state["epoch"] + 1, config["epochs"] + 1):
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
             loader.sampler.set_epoch(epoch)
         per_img = 3
         stats = train_one_epoch(
             net, loader, optimizer, scheduler, loss_fn, prep, should_stop=rep.should_stop, autocast=autocast,
-            scaler=scaler, on_step=lambda s: _on_step(rep, s, epoch, config["epochs"], per_img, config["batch_size"]))
-        pre = Preprocess.for_run(config)
+            scaler=scaler, on_step=lambda s: _on_step(rep, s, epoch, config.epochs, per_img, config.batch_size))
+        pre = config.preprocess
         probs = predict_arrays(net, data["images"][va], pre.img_size, pre.mean, pre.std, device, autocast=autocast,
                                channels_last=channels_last)
         val = score(probs, data["labels"][va])
@@ -164,15 +165,15 @@ def fit_network(model, data: dict, config: dict, run_id: str, rep, resume: bool 
             save_model(model, folder / "model.safetensors", {"run": run_id, "epoch": str(epoch)})
         else:
             state["bad"] += 1
-        record = {"kind": "epoch", "stage": config["strategy"], "epoch": epoch, **stats, **val,
+        record = {"kind": "epoch", "stage": config.strategy.last_stage, "epoch": epoch, **stats, **val,
                   "lr": optimizer.param_groups[-1]["lr"]}
         state["last_record"] = record
         _save_last(folder, model, optimizer, scheduler, state)
         rep.metric(record)  # after the checkpoint: a kill in between is mended on resume
-        rep.advance(0, f"Epoch {epoch}/{config['epochs']} done", force=True, epoch=epoch,
-                    epochs=config["epochs"], val_accuracy=val["val_accuracy"],
+        rep.advance(0, f"Epoch {epoch}/{config.epochs} done", force=True, epoch=epoch,
+                    epochs=config.epochs, val_accuracy=val["val_accuracy"],
                     images_per_second=stats["images_per_second"])
-        if state["bad"] >= config["patience"]:
+        if state["bad"] >= config.patience:
             rep.metric({"kind": "early_stop", "epoch": epoch})
             break
     best = state["best"] or {"val_accuracy": float("nan"), "val_loss": float("nan"), "epoch": 0}

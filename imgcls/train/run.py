@@ -15,13 +15,14 @@ from imgcls.evaluate.evaluation import evaluate_quietly
 from imgcls.jobs import dist
 from imgcls.store import runnames, runs, versions, workspace
 # defined beside the command line's options, torch-free; imported from here as before
-from imgcls.train.config import DEFAULTS, STRATEGIES, TrainConfig, TrainError, resolve_device  # noqa: F401
+from imgcls.train.config import DEFAULTS, STRATEGIES, RunConfig, TrainConfig, TrainError, resolve_device  # noqa: F401
 from imgcls.train.heads import HEAD_UNIT, fit_head, head_lr_find_run
 from imgcls.train.loops import reproducible
 from imgcls.train.netfit import fit_network, network_lr_find_run
+from imgcls.train.strategies import strategy
 from imgcls.vision import imgcache
 from imgcls.vision.models import create_model, data_config
-from imgcls.vision.preprocess import Preprocess, weights_id
+from imgcls.vision.preprocess import weights_id
 
 IMBALANCE_LIMIT = 3.0  # past 3:1 between the largest and smallest class, the loss is reweighted
 
@@ -137,7 +138,7 @@ def prepare_run(config: TrainConfig) -> str:
             "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id is the key
             "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
             "augment_pipeline": pipeline_to_dict(pipeline),
-            "weights": weights_id(cfg.backbone, cfg.strategy != "scratch"),
+            "weights": weights_id(cfg.backbone, strategy(cfg.strategy).pretrained),
             "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},
             "dataset_version": version,
         }
@@ -176,8 +177,8 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False,
     """Execute a prepared run in this process: wait for a slot of its device, train, write the results.
     `changes` trains on the run's rows with some images left out or relabelled (the Learn page's
     experiments); such a run is not scored afterwards."""
-    config = runs.read_config(run_id)
-    device = config["device"]
+    config = RunConfig.read(run_id)
+    device = config.device
     main = dist.is_main()  # under torchrun only rank 0 queues and writes; the others follow its collectives
     waiting = lambda place: runs.write_status(run_id, state="queued", queue=place, message=jobs.WAITING)  # noqa: E731
     slot = jobs.slots.hold(device, on_wait=waiting) if main else contextlib.nullcontext()
@@ -185,7 +186,7 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False,
         else jobs.runner.stop_token()
     with slot, job as token:
         result = _execute(run_id, config, echo, resume, changes, token)
-        if config.get("task", "train") == "train" and main and changes is None:  # read by the Evaluate page
+        if config.task == "train" and main and changes is None:  # read by the Evaluate page
             runs.write_status(run_id, message="Scoring the validation images with the model kept, "
                                               "and preparing the unfamiliar-image check")
             evaluate_quietly(run_id, dist.local_device(device), echo)
@@ -193,39 +194,40 @@ def run(run_id: str, echo: Callable[[str], None] = print, resume: bool = False,
     return result
 
 
-def _execute(run_id: str, config: dict, echo, resume: bool, changes: Changes | None, token) -> dict:
-    config = dict(config, device=dist.local_device(config["device"]))
-    with reproducible(config["seed"], config["device"], config.get("threads")):
+def _execute(run_id: str, config: RunConfig, echo, resume: bool, changes: Changes | None, token) -> dict:
+    config = dataclasses.replace(config, device=dist.local_device(config.device))
+    with reproducible(config.seed, config.device, config.threads):
         return _train(run_id, config, echo, resume, changes, token)
 
 
-def _train(run_id: str, config: dict, echo, resume: bool, changes: Changes | None, token) -> dict:
+def _train(run_id: str, config: RunConfig, echo, resume: bool, changes: Changes | None, token) -> dict:
     start = time.time()
     df = versions.run_rows(run_id)  # the version saved when the run was prepared, in its canonical order
     df = df[df["split"].isin(["train", "val"])].reset_index(drop=True)
     if changes is not None:
         df = changes.apply(df)
-    classes = config["classes"]
+    classes = config.classes
     labels = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    dcfg = config["data_config"]
-    side = Preprocess.for_run(config).side
+    dcfg = config.data_config
+    side = config.preprocess.side
     total = _plan_units(config, df)
     rep = Reporter(run_id, total, echo, token=token)
-    images = imgcache.load_images(workspace.dataset_dir(config["dataset"]), df["path"].tolist(),
+    images = imgcache.load_images(workspace.dataset_dir(config.dataset), df["path"].tolist(),
                                   df["hash"].tolist(), side, dcfg["interpolation"],
                                   progress=rep.track(len(df)))
     split = df["split"].to_numpy()
     data = {"images": images, "labels": labels, "hashes": df["hash"].tolist(), "split": split}
-    model = create_model(config["backbone"], len(classes), pretrained=config["strategy"] != "scratch")
+    plan = config.strategy
+    model = create_model(config.backbone, len(classes), pretrained=plan.pretrained)
     resuming = resume and (runs.run_dir(run_id) / "last.pt").exists()
     head = None
-    if config.get("task") == "lr_find":
+    if config.task == "lr_find":
         result = find_lr(model, data, config, run_id, rep)
-    elif config["strategy"] in ("linear", "finetune") and not resuming:  # a resumed finetune has its head
+    elif plan.head_first and not resuming:  # a resumed finetune has its head
         result = head = fit_head(model, data, config, run_id, rep)
-    if config.get("task") != "lr_find" and config["strategy"] != "linear":
+    if config.task != "lr_find" and plan.trains_network:
         result = fit_network(model, data, config, run_id, rep, resume=resuming, start_from=head)
-    result.update(run=run_id, seconds=round(time.time() - start, 2), device=config["device"])
+    result.update(run=run_id, seconds=round(time.time() - start, 2), device=config.device)
     if dist.active():  # each process records a checksum of its weights: they must all agree
         workspace.atomic_write_json(runs.run_dir(run_id) / f"ddp-rank{dist.rank()}.json",
                                     {"rank": dist.rank(), "weights_sha256": dist.weights_digest(model)})
@@ -233,9 +235,9 @@ def _train(run_id: str, config: dict, echo, resume: bool, changes: Changes | Non
     return result
 
 
-def find_lr(model, data: dict, config: dict, run_id: str, rep) -> dict:
+def find_lr(model, data: dict, config: RunConfig, run_id: str, rep) -> dict:
     """The learning-rate finder as a job of its own: linear sweeps the head, the others the network."""
-    if config["strategy"] == "linear":
+    if not config.strategy.trains_network:
         found = head_lr_find_run(model, data, config, rep)
     else:
         found = network_lr_find_run(model, data, config, run_id)
@@ -243,14 +245,15 @@ def find_lr(model, data: dict, config: dict, run_id: str, rep) -> dict:
     return {"suggestion": found["suggestion"], "points": len(found["lrs"])}
 
 
-def _plan_units(config: dict, df) -> float:
+def _plan_units(config: RunConfig, df) -> float:
     """Work measured in training images seen, for progress and ETA (features count once)."""
     n_train = int((df["split"] == "train").sum())
+    plan = config.strategy
     units = len(df)  # decoding
-    if config["strategy"] in ("linear", "finetune") or config.get("task") == "lr_find":
-        units += len(df) + n_train * HEAD_UNIT * config["head_epochs" if config["strategy"] != "linear" else "epochs"]
-    if config.get("task") == "lr_find":
+    if plan.head_first or config.task == "lr_find":  # features, then the last-layer epochs
+        units += len(df) + n_train * HEAD_UNIT * getattr(config, plan.head_epochs_field or "head_epochs")
+    if config.task == "lr_find":
         return float(units)
-    if config["strategy"] != "linear":
-        units += n_train * config["epochs"] * 3  # a backward pass costs about twice a forward
+    if plan.trains_network:
+        units += n_train * config.epochs * 3  # a backward pass costs about twice a forward
     return float(units)

@@ -57,6 +57,7 @@ class Preprocess:
     @classmethod
     def for_run(cls, config: dict) -> Preprocess:
         """The preprocessing a run trained with, from its config.json (or any dict of the same four keys)."""
+        # scratch: the one strategy without pretrained weights (train.strategies, which vision may not import)
         weights = config.get("weights") or weights_id(config["backbone"], config.get("strategy") != "scratch")
         return cls(config["backbone"], weights, int(config["img_size"]),
                    json.dumps(config["data_config"], sort_keys=True))

@@ -14,11 +14,11 @@ import streamlit as st
 from imgcls import jobs
 from imgcls.augment import labelsafety, measurejob, preview as augpreview, spec as augspec
 from imgcls.augment.pipeline import load_pipeline, save_pipeline
-from imgcls.store import quotas, workspace
+from imgcls.store import workspace
 from imgcls.ui.augment.augmenting import (CHOICES, MEASURED, SEED, TILE_PX, UPLOAD_ERROR, UPLOAD_SEEN, VARIABILITY,
                                           set_choices)
 from imgcls.ui.common import cached, state
-from imgcls.ui.common.jobview import JobView, show_job
+from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.text import plain
 from imgcls.vision import imgcache
 from imgcls.vision.preprocess import Preprocess
@@ -149,10 +149,8 @@ def _measure_key(dataset: str, pipeline: dict | None) -> str:
 # version and pipeline, so a second tab or a later visit finds a finished one), and the page shows its
 # progress through the job view; moving a slider meanwhile does not stop it.
 def _start_measure(key: str, dataset: str) -> None:
-    try:
-        measurejob.start(dataset, json.loads(json.dumps(st.session_state[CHOICES])), key)
-    except (quotas.QuotaError, workspace.WorkspaceError, OSError) as exc:
-        st.error(f"The measurement could not start: {plain(exc)}")
+    start_job(measurejob.start, dataset, json.loads(json.dumps(st.session_state[CHOICES])), key,
+              failed="The measurement could not start", errors=(workspace.WorkspaceError, OSError))
 
 
 def _collect(dataset: str, key: str, status: dict) -> None:

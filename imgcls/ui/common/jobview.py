@@ -1,7 +1,8 @@
 """The one live view of a background job: its place in line or its progress, with Stop, polled every second.
 
 Every page that starts a job (training, the learning-rate search, the health check, an experiment, the
-label-safety measurement) shows it through `show_job`; the job system's status file is all it reads.
+label-safety measurement) starts it through `start_job` and shows it through `show_job`; the job system's
+status file is all it reads.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Callable
 import streamlit as st
 
 from imgcls import jobs
+from imgcls.store import quotas, workspace
 from imgcls.ui.common.text import plain
 
 POLL_S = 1.0  # smooth enough for a progress bar; each poll reads one small status file
+# what stops a job starting besides a quota: the dataset gone, a bad id or setting, no process to spawn
+START_ERRORS = (workspace.WorkspaceError, OSError, ValueError)
 
 
 @dataclass
@@ -30,6 +34,21 @@ class JobView:
     caption: str | None = None  # said under the progress bar while it runs
     before: Callable[[dict], None] | None = None  # drawn above the progress (a run's settings)
     after: Callable[[dict], None] | None = None  # drawn below it, also once it has ended (curves, outcome)
+
+
+def start_job(start: Callable[..., object], *args, failed: str = "The job could not start",
+              errors: tuple[type[BaseException], ...] = START_ERRORS) -> bool:
+    """Call `start(*args)` to start a background job; False after a plain error: a quota's refusal as it says
+    it, one of `errors` after `failed` ("The check could not start: …")."""
+    try:
+        start(*args)
+    except quotas.QuotaError as exc:
+        st.error(plain(exc))
+        return False
+    except errors as exc:
+        st.error(f"{plain(failed)}: {plain(exc)}")
+        return False
+    return True
 
 
 def show_job(job: JobView, drawn_state: str | None = None) -> None:
@@ -48,8 +67,8 @@ def _view(job: JobView, drawn_state: str | None) -> None:
         job.before(status)
     if state == "queued" and status.get("queue"):
         place = int(status["queue"])
-        st.info(f"Waiting for the {plain(job.device)}, number {place:,} in the queue: this starts when the job "
-                "before it ends.", icon=":material/hourglass_top:")
+        st.info(f"Waiting for the {device_words(job.device)}, number {place:,} in the queue: this starts when the "
+                "job before it ends.", icon=":material/hourglass_top:")
         _stop_button(job, "Cancel")
     elif state == "queued":  # its process is starting, or has its slot and loads PyTorch
         st.progress(0.0, text=f"Starting… ({plain(status.get('message') or 'queued')})")
@@ -67,6 +86,17 @@ def _stop_button(job: JobView, label: str | None = None) -> None:
     if st.button(plain(label or job.stop_label), key=job.stop_key, icon=":material/stop_circle:"):
         job.stop()
         st.rerun()  # the whole page: the view stops polling and what the job made appears
+
+
+def device_words(device: str) -> str:
+    """A device as people say it: CPU, GPU, GPU 1, Apple GPU."""
+    name = str(device or "cpu").strip()
+    if name.lower().startswith("cpu"):
+        return "CPU"
+    if name.startswith("cuda"):
+        index = name.partition(":")[2]
+        return f"GPU {plain(index)}" if index else "GPU"
+    return "Apple GPU" if name == "mps" else plain(name)
 
 
 def _duration(seconds) -> str:

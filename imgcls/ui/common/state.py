@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from imgcls.store import workspace
@@ -68,3 +70,17 @@ def after_import(report: dict) -> None:
     note = f"; {skipped:,} files skipped (see the import report)" if skipped else ""
     flash(f"Imported {report['images']:,} images into '{plain(report['name'])}'{note}.")
     st.session_state[JUST_IMPORTED] = True
+
+
+def page_count(count: int, per_page: int) -> int:
+    """How many pages `count` items make, `per_page` a page (one, even when there are none)."""
+    return max(1, math.ceil(count / per_page))
+
+
+def kept_page(key: str, count: int, per_page: int) -> tuple[int, int]:
+    """(pages, index of the first item shown) for the page number kept under `key`; a page that no longer
+    exists (fewer items now) goes back to the first."""
+    pages = page_count(count, per_page)
+    if not 1 <= int(st.session_state.get(key) or 1) <= pages:
+        st.session_state[key] = 1
+    return pages, (int(st.session_state.get(key) or 1) - 1) * per_page

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -207,7 +206,7 @@ def show_thumbnail_grid(name: str) -> None:
     label = st.selectbox("Class", list(per_class), key=f"data.grid.class.{name}",
                          format_func=partial(_class_with_count, per_class))
     rows = kept[kept["label"] == label]
-    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    pages = state.page_count(len(rows), PAGE_SIZE)
     page = st.pagination(pages, key=f"data.grid.page.{name}.{label}") if pages > 1 else 1
     start = (min(page, pages) - 1) * PAGE_SIZE
     chunk = rows.iloc[start:start + PAGE_SIZE]

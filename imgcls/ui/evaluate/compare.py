@@ -7,9 +7,10 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls.charts import evaluation as eval_charts, training as training_charts
+from imgcls.charts import evaluation as eval_charts
 from imgcls.evaluate import compare
 from imgcls.store import runnames, runs
+from imgcls.ui.common.runcompare import show_settings_diff
 from imgcls.ui.common.text import plain
 from imgcls.ui.evaluate.evaluating import SPLITS, evaluable_runs, evaluation_controls, run_labels
 
@@ -63,10 +64,5 @@ def show_comparison(first_id: str, second_id: str, first: dict, split: str, tta:
                "second run puts more of that class there, red: fewer. On the diagonal blue is better; off the "
                "diagonal red is better.")
     st.plotly_chart(eval_charts.confusion_difference_figure(first, second), key="evaluate.compare.confusion")
-    diff = training_charts.config_diff(runs.read_config(first_id), runs.read_config(second_id))
-    first_name, second_name = (plain(_named(r)) for r in (first_id, second_id))
-    st.markdown(f"**Settings that differ** between {first_name} (first) and {second_name} (second):")
-    if diff.empty:
-        st.caption("None: the two runs used the same settings.")
-    else:
-        st.dataframe(diff, hide_index=True, key="evaluate.compare.settings")
+    show_settings_diff(*((_named(r), runs.read_config(r)) for r in (first_id, second_id)),
+                       key="evaluate.compare.settings")

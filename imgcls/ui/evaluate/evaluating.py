@@ -8,16 +8,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from imgcls import jobs
 from imgcls.charts import evaluation as eval_charts
+from imgcls.evaluate import exportjob
 from imgcls.evaluate.evaluation import evaluate, saved_evaluation
-from imgcls.evaluate.export import export_zip
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import runnames, runs, workspace
+from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.run_names import rename_controls
 from imgcls.ui.common.runlist import \
     run_infos  # not .training: that imports torch, which this page needs only for a model
 from imgcls.ui.common.text import code, plain
-from imgcls.ui.evaluate.predict import predictor
 
 # Session-state keys of this page (plain strings).
 RUN = "evaluate.run"  # id of the run evaluated
@@ -184,14 +185,22 @@ def show_roc(table: pd.DataFrame, classes: list[str], key: str) -> None:
 
 @st.fragment  # the button reruns this section only
 def show_export(run_id: str) -> None:
-    """Build the export bundle on request (once per model) and offer it as a ZIP, read when downloaded."""
+    """Build the export bundle on request, as a background job (once per model), and offer it as a ZIP, read
+    when downloaded."""
     st.caption("The model as safetensors, TorchScript and ONNX, its preprocessing, a few test images with "
                "their expected outputs, a standalone predict.py and a model card.")
-    if not st.button("Prepare the export", key="evaluate.export", icon=":material/package_2:"):
+    bundle, status = exportjob.ready(run_id), exportjob.status(run_id)
+    if bundle is None and status.get("state") in jobs.ACTIVE:
+        show_job(JobView(stop_key="evaluate.export.stop", status=partial(exportjob.status, run_id),
+                         stop=partial(exportjob.stop, run_id), device="CPU"))
         return
-    with st.spinner("Exporting…"):
-        # built once per model and name, then kept in the run folder; with the model this page has loaded
-        bundle = export_zip(run_id, partial(predictor, run_id))
+    if bundle is None:
+        if status.get("state") in ("failed", "interrupted"):
+            st.error(plain(status.get("message") or "The export could not finish."), icon=":material/error:")
+        if st.button("Prepare the export", key="evaluate.export", icon=":material/package_2:") and \
+                start_job(exportjob.start, run_id, failed="The export could not start"):
+            st.rerun(scope="fragment")  # now with its progress
+        return
     st.caption(f"The bundle of {plain(runnames.display_name(run_id))}; its model card names the run"
                + (" and says it was stopped early." if runs.stopped_early(runs.read_status(run_id)) else "."))
     st.download_button("Download the ZIP", bundle.read_bytes, file_name=f"{run_id}.zip", mime="application/zip",

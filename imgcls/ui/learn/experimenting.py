@@ -10,11 +10,9 @@ import streamlit as st
 from imgcls import jobs
 from imgcls.lab import experiments
 from imgcls.lab.experiments import ExperimentConfig
-from imgcls.store import quotas
-from imgcls.store.workspace import WorkspaceError
 from imgcls.teach.concepts import card
 from imgcls.ui.common import state, teach
-from imgcls.ui.common.jobview import JobView, show_job
+from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.text import plain
 
 KIND = state.LEARN_EXPERIMENT
@@ -46,15 +44,9 @@ def start_controls(dataset: str, kind: str, mode: str, busy: bool) -> None:
         return
     if st.button("Run this experiment", key=f"learn.experiment.start.{kind}", type="primary",
                  icon=":material/science:"):
-        try:
-            experiments.start(ExperimentConfig(kind=kind, dataset=dataset, mode=mode))
-        except quotas.QuotaError as exc:
-            st.error(plain(exc))
-            return
-        except (ValueError, OSError, WorkspaceError) as exc:  # WorkspaceError: the dataset gone, a bad id
-            st.error(f"The experiment could not start: {plain(exc)}")
-            return
-        st.rerun()
+        if start_job(experiments.start, ExperimentConfig(kind=kind, dataset=dataset, mode=mode),
+                     failed="The experiment could not start"):
+            st.rerun()
 
 
 def show_live(exp_id: str) -> None:

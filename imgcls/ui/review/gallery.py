@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +9,7 @@ import streamlit as st
 
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import workspace
-from imgcls.ui.common import cached
+from imgcls.ui.common import cached, state
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.reviewing import KEEP, SPLIT_NAMES, page_key, run_edit
 from imgcls.vision.thumbs import thumbnail_path
@@ -75,17 +74,13 @@ def _clear(name: str) -> None:
 
 def page_rows(name: str, rows: pd.DataFrame) -> pd.DataFrame:
     """The rows on the gallery's current page (the page number is kept when it still exists)."""
-    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
-    key = page_key(name)
-    if not 1 <= int(st.session_state.get(key) or 1) <= pages:
-        st.session_state[key] = 1
-    page = int(st.session_state.get(key) or 1)
-    return rows.iloc[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    _, first = state.kept_page(page_key(name), len(rows), PAGE_SIZE)
+    return rows.iloc[first:first + PAGE_SIZE]
 
 
 def show_pages(name: str, rows: pd.DataFrame, chunk: pd.DataFrame) -> None:
     """Page buttons under the gallery, and which images are shown."""
-    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    pages = state.page_count(len(rows), PAGE_SIZE)
     if pages > 1:
         st.pagination(pages, key=page_key(name), persist_state=KEEP)
     if len(chunk):
@@ -137,9 +132,9 @@ def show_gallery(name: str, chunk: pd.DataFrame, suggested: dict) -> None:
 
 
 def _apply(name: str) -> None:
-    action, state = st.session_state.get(ACTION, "relabel"), st.session_state
-    value = {"relabel": state.get(NEW_LABEL) if state.get(LABEL) == NEW_CLASS else state.get(LABEL),
-             "move": state.get(SPLIT), "note": state.get(NOTE)}.get(action)
+    action, session = st.session_state.get(ACTION, "relabel"), st.session_state
+    value = {"relabel": session.get(NEW_LABEL) if session.get(LABEL) == NEW_CLASS else session.get(LABEL),
+             "move": session.get(SPLIT), "note": session.get(NOTE)}.get(action)
     field = {"relabel": "label", "exclude": "excluded", "restore": "excluded", "move": "split"}.get(action, action)
     shown = st.session_state.get(shown_key(name), {})
     expect = {p: shown[p][field] for p in selection(name) if p in shown}

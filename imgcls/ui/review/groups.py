@@ -3,7 +3,6 @@ label as they are now, and the edits that settle it (exclude, move to another sp
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import streamlit as st
@@ -12,7 +11,7 @@ from imgcls.health import duplicates
 from imgcls.health.check import GROUP_KINDS
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import workspace
-from imgcls.ui.common import cached
+from imgcls.ui.common import cached, state
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.reviewing import SPLIT_NAMES, redraw_page, rerun_page_if_edited, run_edit, show_notice
 from imgcls.vision.thumbs import thumbnail_path
@@ -139,10 +138,7 @@ def show_groups(name: str, finding: dict) -> None:
     df = cached.manifest(name)
     rows = {r["path"]: r for r in df[df["path"].isin({p for g in groups for p in g})].to_dict("records")}
     classes = sorted(df["label"].astype(str).unique())
-    pages = max(1, math.ceil(len(groups) / GROUPS_PER_PAGE))
-    if not 1 <= int(st.session_state.get(page_key(name)) or 1) <= pages:
-        st.session_state[page_key(name)] = 1
-    first = (int(st.session_state.get(page_key(name)) or 1) - 1) * GROUPS_PER_PAGE
+    pages, first = state.kept_page(page_key(name), len(groups), GROUPS_PER_PAGE)
     for n, group in enumerate(groups[first:first + GROUPS_PER_PAGE], start=first + 1):
         _group(name, finding, group, rows, classes, n)
     if pages > 1:

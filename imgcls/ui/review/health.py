@@ -8,9 +8,9 @@ import streamlit as st
 
 from imgcls import jobs
 from imgcls.health import check as health, job as healthjob
-from imgcls.store import quotas, workspace
+from imgcls.store import workspace
 from imgcls.ui.common import cached
-from imgcls.ui.common.jobview import JobView, show_job
+from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.groups import is_open, open_groups, show_groups
 from imgcls.ui.review.reviewing import images_count, kind_title, show_finding_images, when
@@ -78,15 +78,8 @@ def load_report(name: str) -> dict | None:
 
 def _start_check(name: str) -> None:
     """Start the check in the background and draw the page again, now with its progress."""
-    try:
-        healthjob.start(name)
-    except quotas.QuotaError as exc:
-        st.error(plain(exc))
-        return
-    except (workspace.WorkspaceError, OSError, ValueError) as exc:  # the dataset gone, no process to spawn
-        st.error(plain(f"The check could not start: {exc}"))
-        return
-    st.rerun()
+    if start_job(healthjob.start, name, failed="The check could not start"):
+        st.rerun()
 
 
 def show_live(name: str) -> None:

@@ -11,6 +11,7 @@ from imgcls.store import runs, workspace
 from imgcls.train import runjobs
 from imgcls.ui.common import nav
 from imgcls.ui.common.jobview import JobView, show_job
+from imgcls.ui.common.runcompare import show_settings_diff
 from imgcls.ui.common.text import code, plain
 from imgcls.ui.train.training import KEEP, resume_run
 
@@ -182,10 +183,4 @@ def show_runs_table(dataset: str, infos: list) -> None:
         curves[r if c.get("name") in curves else c.get("name") or r] = runs.read_metrics(r)
     st.plotly_chart(training_charts.compare_val_accuracy(curves), key="train.compare")
     if len(picked) == 2:
-        diff = training_charts.config_diff(picked[0][1], picked[1][1])
-        first, second = (plain(c.get("name") or r) for r, c, _ in picked)
-        st.markdown(f"**Settings that differ** between {first} (first) and {second} (second):")
-        if diff.empty:
-            st.caption("None: the two runs used the same settings.")
-        else:
-            st.dataframe(diff, hide_index=True, key="train.diff")
+        show_settings_diff(*((c.get("name") or r, c) for r, c, _ in picked), key="train.diff")

@@ -15,6 +15,7 @@ from imgcls.train import runjobs
 from imgcls.train.config import DEFAULTS, STRATEGIES, TrainConfig, TrainError
 from imgcls.train.run import prepare_run
 from imgcls.ui.common import cached, nav
+from imgcls.ui.common.jobview import start_job
 from imgcls.ui.common.run_names import rename_controls
 from imgcls.ui.common.runlist import run_infos  # noqa: F401 - the Train page reads it from here
 from imgcls.ui.common.text import plain
@@ -223,44 +224,33 @@ def config_controls(dataset: str) -> TrainConfig | None:
 # --- starting jobs ------------------------------------------------------------------------------
 
 
-def start(config: TrainConfig) -> str | None:
-    """Check and queue a run, start its job; a plain error (and None) when the dataset cannot train."""
-    try:
-        quotas.check_disk()
-        quotas.check_job_start()  # before the run is made, so a refusal leaves no run behind
-        run_id = prepare_run(config)
-        runjobs.start(run_id)
-    except quotas.QuotaError as exc:
-        st.error(plain(exc))
-        return None
-    except (TrainError, workspace.WorkspaceError) as exc:
-        st.error(f"Training cannot start: {plain(exc)}")
-        return None
-    return run_id
+def _queue(config: TrainConfig, key: str) -> None:
+    """Check and queue a run, start its job, and make it the run shown under `key`."""
+    quotas.check_disk()
+    quotas.check_job_start()  # before the run is made, so a refusal leaves no run behind
+    run_id = prepare_run(config)
+    runjobs.start(run_id)
+    st.session_state[key] = run_id
+
+
+def start(config: TrainConfig, key: str) -> bool:
+    """Start a run that becomes the one shown under `key`; False (after a plain error) when it cannot."""
+    return start_job(_queue, config, key, failed="Training cannot start", errors=(TrainError, workspace.WorkspaceError))
 
 
 def start_training(config: TrainConfig) -> bool:
     """'Start training': the new run becomes the one shown; False (after a plain error) if it cannot."""
-    run_id = start(config)
-    if run_id:
-        st.session_state[RUN] = run_id
-    return run_id is not None
+    return start(config, RUN)
 
 
 def start_lr_find(config: TrainConfig) -> bool:
     """'Find a learning rate': a short job that sweeps the rate for the chosen strategy and backbone."""
-    run_id = start(dataclasses.replace(config, lr=None, task="lr_find"))
-    if run_id:
-        st.session_state[LR_RUN] = run_id
-    return run_id is not None
+    return start(dataclasses.replace(config, lr=None, task="lr_find"), LR_RUN)
 
 
 def resume_run(run_id: str) -> None:
     """Continue a stopped or interrupted run in the background, or say why it cannot start now."""
-    try:
-        runjobs.resume(run_id)
-    except quotas.QuotaError as exc:
-        st.error(plain(exc))
+    if not start_job(runjobs.resume, run_id, errors=()):
         st.stop()  # the caller's rerun would wipe the message: end this run with it shown
 
 
