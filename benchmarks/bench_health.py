@@ -84,10 +84,8 @@ FOREIGN = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "imm
            "colorwheel")  # scikit-image's sample photos: nothing like an ant or a bee
 
 
-def _encode(img, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from faults import NEAR_COPIES, encode as _encode  # noqa: E402 - the planted faults the health tests use too
 
 
 def plant(name: str, seed: int) -> dict:
@@ -126,11 +124,7 @@ def plant(name: str, seed: int) -> dict:
     for _ in range(5):
         row = df.loc[next(rest)]
         truth["exact"].append((row["path"], add((folder / row["path"]).read_bytes(), row, "exact")))
-    makers = {"resized": lambda im: _encode(im.resize((int(im.width * .8), int(im.height * .8)), Image.BICUBIC), "PNG"),
-              "jpeg": lambda im: _encode(im, "JPEG", quality=90),
-              "cropped": lambda im: _encode(im.crop((round(im.width * .02), round(im.height * .02),
-                                                     round(im.width * .98), round(im.height * .98))), "PNG")}
-    for (tag, make), _ in itertools.product(makers.items(), range(4)):
+    for (tag, make), _ in itertools.product(NEAR_COPIES.items(), range(4)):
         row = df.loc[next(rest)]
         truth["near"].append((row["path"], add(make(image(row["path"])), row, tag)))
     for k in range(6):  # training images copied into val, exactly or re-saved

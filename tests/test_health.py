@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter
 from imgcls.health import duplicates, check as health, job as healthjob, imagestats
 from imgcls.store import versions, workspace
 from imgcls.ingest.imports import import_sample, import_zip
+from faults import NEAR_COPIES, encode as _encode
 
 REPO = Path(__file__).resolve().parents[1]
 FLIP_SHARE = 0.10
@@ -27,12 +28,6 @@ PER_CLASS = 100  # the whole sample: with 60 a class, confident learning flagged
 
 
 # --- planting faults in the shapes sample --------------------------------------------------------
-
-
-def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 class Planter:
@@ -80,11 +75,7 @@ def plant(name: str, per_class: int = PER_CLASS, seed: int = 0) -> dict:
     for _ in range(5):  # byte-for-byte copies in the same split
         row = df.loc[next(rest)]
         truth["exact"].append((row["path"], p.add((p.folder / row["path"]).read_bytes(), row, "exact")))
-    makers = {"resized": lambda im: _encode(im.resize((int(im.width * .8), int(im.height * .8)), Image.BICUBIC), "PNG"),
-              "jpeg": lambda im: _encode(im, "JPEG", quality=90),
-              "cropped": lambda im: _encode(im.crop((round(im.width * .02), round(im.height * .02),
-                                                     round(im.width * .98), round(im.height * .98))), "PNG")}
-    for (tag, make), _ in itertools.product(makers.items(), range(4)):
+    for (tag, make), _ in itertools.product(NEAR_COPIES.items(), range(4)):
         row = df.loc[next(rest)]
         truth["near"].append((row["path"], p.add(make(p.image(row["path"])), row, tag)))
     for k in range(6):  # training images copied (exactly, or re-saved as JPEG) into val and test
