@@ -149,6 +149,7 @@ def test_clicking_a_thumbnail_opens_it_large(sample_url):
         page.get_by_text("Overview of shapes").first.wait_for(timeout=90_000)
         picture = page.locator("[class*='st-key-data-tile-'] img").nth(2)
         picture.scroll_into_view_if_needed()
+        _idle(page)  # the page drawn in full: a click on a tile that a rerun is about to replace opens nothing
         box = picture.bounding_box()
         # a click on the picture itself, where the user clicks (not on the file name under it)
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
