@@ -187,3 +187,16 @@ def test_the_export_bundle_builds_as_a_background_job(trained):
     with zipfile.ZipFile(exportjob.ready(trained)) as zf:
         assert any(n.endswith("model.onnx") for n in zf.namelist())
     assert quotas.running_jobs() == []
+
+
+def test_exporting_a_run_without_a_model_says_so_in_words(imgcls_home):
+    from imgcls.evaluate import export
+    from imgcls.store import workspace as ws
+
+    folder = runs.run_dir("r1")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dataset": "toy", "device": "cpu"}))
+    with pytest.raises(ws.WorkspaceError, match="'r1' has saved no model yet"):
+        export.bundle_path("r1")
+    with pytest.raises(ws.WorkspaceError, match="There is no run 'nope'"):
+        export.bundle_path("nope")

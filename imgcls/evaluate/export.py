@@ -151,7 +151,11 @@ def _zip(folder: Path, path: Path) -> None:
 
 
 def bundle_path(run_id: str) -> Path:
-    """Where the run's export bundle for its current model, name and outcome is (or will be) kept."""
+    """Where the run's export bundle for its current model, name and outcome is (or will be) kept; a
+    WorkspaceError, in words, for a run that does not exist or has saved no model."""
+    runs.read_config(run_id)  # "There is no run '…'."
+    if not (runs.run_dir(run_id) / "model.safetensors").exists():
+        raise workspace.WorkspaceError(f"Run '{run_id}' has saved no model yet, so there is nothing to export.")
     return runs.run_dir(run_id) / f"export-{_bundle_key(run_id)}.zip"
 
 

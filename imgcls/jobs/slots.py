@@ -78,12 +78,13 @@ def slot_env(slot: str) -> dict:
     if slot.startswith("cuda:"):
         env["CUDA_VISIBLE_DEVICES"] = slot.split(":", 1)[1]  # the job then sees its GPU as cuda:0
     elif slot.startswith(f"{CPU}#"):
-        share = max(1, _cores() // cpu_slots())
+        share = max(1, cores() // cpu_slots())
         env.update(IMGCLS_JOB_THREADS=str(share), OMP_NUM_THREADS=str(share))
     return env
 
 
-def _cores() -> int:
+def cores() -> int:
+    """Every core this process may use (a container or taskset may allow fewer than the machine has)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -28,7 +28,6 @@ KINDS = {
                    "finds.",
 }
 MODES = ("quick", "thorough")
-STATES = tuple(s.value for s in jobs.State)
 
 
 @dataclass

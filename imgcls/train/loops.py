@@ -13,17 +13,14 @@ import numpy as np
 import torch
 
 from imgcls.augment.pipeline import reseed
-from imgcls.jobs import Cancelled  # noqa: F401 - raised here, caught by the job system
+from imgcls.jobs import Cancelled, slots  # noqa: F401 - Cancelled: raised by the loops, caught by the job system
 from imgcls.vision.infer import fit_size
 
 
 def default_threads() -> int:
     """Every core this process may use (a container or taskset may allow fewer than the machine has), or
     the share of them its job slot gives it when several CPU jobs run at once."""
-    try:
-        cores = max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        cores = max(os.cpu_count() or 1, 1)
+    cores = max(slots.cores(), 1)
     share = os.environ.get("IMGCLS_JOB_THREADS", "")
     return min(cores, int(share)) if share.isdigit() and int(share) > 0 else cores
 

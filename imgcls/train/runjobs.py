@@ -11,7 +11,6 @@ import time
 from imgcls import jobs
 from imgcls.store import quotas, runs
 
-VANISHED = jobs.VANISHED + " Resume it to continue from its last saved epoch."
 
 
 def start(run_id: str, extra_args: list[str] | None = None) -> int:

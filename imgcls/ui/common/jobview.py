@@ -71,7 +71,8 @@ def _view(job: JobView, drawn_state: str | None) -> None:
                 "job before it ends.", icon=":material/hourglass_top:")
         _stop_button(job, "Cancel")
     elif state == "queued":  # its process is starting, or has its slot and loads PyTorch
-        st.progress(0.0, text=f"Starting… ({plain(status.get('message') or 'queued')})")
+        said = status.get("message") or jobs.QUEUED_MESSAGE
+        st.progress(0.0, text="Starting…" if said == jobs.QUEUED_MESSAGE else f"Starting… ({plain(said)})")
         _stop_button(job)
     elif state == "running":
         st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0), text=progress_text(status))
