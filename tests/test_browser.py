@@ -150,7 +150,13 @@ def test_clicking_a_thumbnail_opens_it_large(sample_url):
         picture = page.locator("[class*='st-key-data-tile-'] img").nth(2)
         picture.scroll_into_view_if_needed()
         _idle(page)  # the page drawn in full: a click on a tile that a rerun is about to replace opens nothing
+        # and laid out for good: every thumbnail loaded (a late one moves the tiles), the tile standing still
+        page.wait_for_function("() => Array.from(document.images).every((img) => img.complete)", timeout=60_000)
         box = picture.bounding_box()
+        for _ in range(50):  # at most 10 s
+            page.wait_for_timeout(200)
+            if box == (box := picture.bounding_box()):
+                break
         # a click on the picture itself, where the user clicks (not on the file name under it)
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         dialog = page.get_by_role("dialog")
