@@ -29,6 +29,9 @@ with preload.page_run():
     old_demo = st.Page(lambda: None, title="Demo", url_path="demo", visibility="hidden")
     sections = {"": [_page(nav.HOME, default=True), old_demo], "Steps": [_page(p) for p in nav.STEPS],
                 "Learn": [_page(nav.LEARN)]}
+    # classes need sign-in (each student is someone); without it the page's address explains that
+    sections["Learn"].append(st.Page(nav.CLASS.path, title=nav.CLASS.title, icon=nav.CLASS.icon,
+                                     visibility="visible" if signin.auth_configured() else "hidden"))
     if signin.auth_configured():  # in the menu for admins; for anyone else its address says it is not theirs
         admin = signin.current_role() == "admin"
         admin_page = st.Page(nav.ADMIN.path, title=nav.ADMIN.title, icon=nav.ADMIN.icon,

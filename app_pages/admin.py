@@ -17,3 +17,6 @@ admin.default_limits_controls()
 
 st.subheader("Limits for one user")
 admin.user_limits_controls()
+
+st.subheader("Jobs")
+admin.show_jobs()

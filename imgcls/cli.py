@@ -298,6 +298,21 @@ def cmd_measure_labels(args) -> dict:
     return result
 
 
+def cmd_score_submission(args) -> dict:
+    """Score a class board submission on the class's hidden test images (the app's background job)."""
+    from imgcls.classroom import scoring
+
+    echo = None if args.json or not sys.stderr.isatty() else _print_progress
+    if args.job:  # started by the board: progress and the outcome go to the submission's status.json
+        score = scoring.run_job(args.class_id, args.sub, args.device, echo)
+    else:
+        score = scoring.score(args.class_id, args.sub, args.device, echo)
+    if not args.json:
+        print(f"Submission {args.sub}: accuracy {score['accuracy']:.3f}, macro F1 {score['macro_f1']:.3f} "
+              f"on {score['n']} hidden test images.")
+    return {k: score[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "n", "dataset")}
+
+
 def cmd_health(args) -> dict:
     """Check a dataset for wrong labels, copies, leaks and poor images; print the score and findings."""
     from imgcls.health.check import check
@@ -375,6 +390,13 @@ def _parse_of(name: str, hint, form):
         return ranges.TRAIN[name].parse
     kinds = [k for k in typing.get_args(hint) or (hint,) if k is not type(None)]
     return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float) else None  # anything else stays text
+
+
+def _hide(verbs, *names: str) -> None:
+    """Keep verbs only the app's background jobs call out of --help (argparse has no switch for it: a help of
+    SUPPRESS is printed as it is)."""
+    verbs._choices_actions = [a for a in verbs._choices_actions if a.dest not in names]
+    verbs.metavar = "{" + ",".join(n for n in verbs.choices if n not in names) + "}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,10 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (features are cached either way)")
     p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a background check started by the app
     p.set_defaults(func=cmd_health)
-    p = verbs.add_parser("measure-labels", help=argparse.SUPPRESS)  # the Augment page's background measurement
+    p = verbs.add_parser("measure-labels")  # the Augment page's background measurement
     p.add_argument("name")
     p.add_argument("--key", required=True)
     p.set_defaults(func=cmd_measure_labels)
+    p = verbs.add_parser("score-submission")  # a class board's background scoring
+    p.add_argument("class_id")
+    p.add_argument("sub")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_score_submission)
     p = verbs.add_parser("report", help="write the health report as one HTML file")
     p.add_argument("name")
     p.add_argument("--out", required=True, help="the HTML file to write")
@@ -480,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
     for sub in verbs.choices.values():
         sub.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _hide(verbs, "measure-labels", "score-submission")
     return parser
 
 

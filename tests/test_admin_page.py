@@ -68,6 +68,7 @@ def test_an_admin_sees_every_user_with_what_their_workspace_holds(server):
     bob_disk = quotas.size_text(quotas.disk_bytes(access.user_root(BOB), fresh=True))
     assert table.loc["bob@example.test", "Disk used"] == bob_disk
     assert table.loc["bob@example.test", "Runs"] == 0 and table.loc["bob@example.test", "Jobs running"] == 0
+    assert table.loc["bob@example.test", "Jobs waiting"] == 0
     assert not at.error
 
 
@@ -75,9 +76,11 @@ def test_an_admin_sets_the_default_limits_and_one_users_limits(server):
     at = open_admin(ADA)
     field(at, "default", "datasets").set_value(4)
     field(at, "default", "jobs_running").set_value(0)
+    field(at, "default", "jobs_queued").set_value(3)
     at = save(at, "default")
     assert not at.exception
-    assert quotas.overrides()["default"] == {"datasets": 4, "jobs_running": 0}
+    assert quotas.overrides()["default"] == {"datasets": 4, "jobs_running": 0, "jobs_queued": 3}
+    assert quotas.limits(access.user_root(BOB)).jobs_queued == 3
     assert any("Saved the limits" in s.value for s in at.success)
     assert field(at, "default", "datasets").value == 4  # the fields show what is saved
 

@@ -23,6 +23,7 @@ ALLOWED = {
     "lab": {"store", "ingest", "vision", "augment", "train", "evaluate", "health", "charts", "jobs"},
     "teach": {"store", "ingest", "train"},
     "share": {"store", "jobs"},
+    "classroom": {"store", "ingest", "jobs", "vision", "evaluate", "train"},
 }
 LIGHT = ("store", "ingest", "jobs")  # read on every page and by every job's launcher: no torch when imported
 HEAVY = ("torch", "torchvision", "timm")

@@ -70,6 +70,12 @@ def declared() -> set[str]:
     return {requirement_name(r) for r in project["dependencies"]}
 
 
+def optional() -> set[str]:
+    """The distributions of pyproject.toml's optional extras (such as ray, for a cluster)."""
+    extras = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"].get("optional-dependencies", {})
+    return {requirement_name(r) for group in extras.values() for r in group}
+
+
 def dev_declared(path: Path = ROOT / "requirements-dev.txt") -> set[str]:
     """The distributions a requirements file names itself (not those of the files it includes)."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
@@ -102,7 +108,8 @@ def check(imports: list[tuple[str, str]], allowed: set[str], must_use: set[str],
 
 
 def test_every_import_is_declared_and_every_dependency_imported():
-    problems = check(third_party(app_sources(), LOCAL), declared(), declared(), USED_WITHOUT_IMPORT)
+    everything = declared() | optional()  # an extra is imported only where it is used, but it must be used
+    problems = check(third_party(app_sources(), LOCAL), everything, everything, USED_WITHOUT_IMPORT)
     assert problems == [], "pyproject.toml and the imports disagree:\n" + "\n".join(problems)
 
 

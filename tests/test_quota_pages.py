@@ -21,17 +21,17 @@ from authhelpers import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-FULL = "You already have 1 job running, the most allowed at once here: wait for one to finish or stop it on the"
+FULL = "You already have 1 job waiting or running, the most allowed here: wait for one to finish or stop it on the"
 
 pytestmark = pytest.mark.usefixtures("app_home")
 
 
 @pytest.fixture
 def busy(app_home):
-    """A dataset 'toy' made active, at most one job at once, and one health check of 'other' running."""
+    """A dataset 'toy' made active, at most one job waiting or running, and one health check of 'other' running."""
     from test_experiments import make_dataset
 
-    write_config(app_home, "[quotas]\njobs_running = 1\n")
+    write_config(app_home, "[quotas]\njobs_queued = 1\n")
     workspace.save_setting("active_dataset", make_dataset("toy", per_class=12))
     make_dataset("other", per_class=4)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])

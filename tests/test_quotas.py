@@ -166,8 +166,8 @@ def start_job(kind: str, dataset: str):
 
 @pytest.mark.parametrize("running", ["run", "health", "experiment"])
 @pytest.mark.parametrize("starting", ["run", "health", "experiment"])
-def test_a_job_over_the_running_limit_is_refused(imgcls_home, mk, sleeper, running, starting):
-    limit(imgcls_home, jobs_running=1)
+def test_a_job_over_the_limit_of_jobs_in_line_is_refused(imgcls_home, mk, sleeper, running, starting):
+    limit(imgcls_home, jobs_queued=1)
     pets(mk, n=6)
     pets(mk, "other", n=6, start=50)
     held = occupy(running, "pets", sleeper)
@@ -177,8 +177,8 @@ def test_a_job_over_the_running_limit_is_refused(imgcls_home, mk, sleeper, runni
     page = {"run": "Train", "health": "Review", "experiment": "Learn"}[running]
     with pytest.raises(quotas.QuotaError) as refused:
         start()
-    assert str(refused.value) == ("You already have 1 job running, the most allowed at once here: wait for one "
-                                  f"to finish or stop it on the {page} page.")
+    assert str(refused.value) == ("You already have 1 job waiting or running, the most allowed here: wait for "
+                                  f"one to finish or stop it on the {page} page.")
     if run_id:  # the prepared run says why it never started, and is no longer waiting
         assert runs.read_status(run_id)["state"] == "failed"
         assert runs.read_status(run_id)["message"] == str(refused.value)
@@ -190,7 +190,7 @@ def test_a_job_over_the_running_limit_is_refused(imgcls_home, mk, sleeper, runni
 def test_a_job_started_for_real_counts_and_resume_is_refused_too(imgcls_home, mk):
     from imgcls.train.run import TrainConfig, prepare_run
 
-    limit(imgcls_home, jobs_running=1)
+    limit(imgcls_home, jobs_queued=1)
     pets(mk, n=6)
     run_id = prepare_run(TrainConfig("pets", strategy="linear", epochs=1))
     runs.write_status(run_id, state="running", pid=2**22 + 12345)  # its process is gone: interrupted
@@ -198,7 +198,7 @@ def test_a_job_started_for_real_counts_and_resume_is_refused_too(imgcls_home, mk
     healthjob.start("pets")
     try:
         assert quotas.running_jobs() == ["health/pets"]
-        with pytest.raises(quotas.QuotaError, match="You already have 1 job running"):
+        with pytest.raises(quotas.QuotaError, match="You already have 1 job waiting or running"):
             experiments.start(ExperimentConfig(kind="transfer", dataset="pets"))
         with pytest.raises(quotas.QuotaError, match="stop it on the Review page"):
             runjobs.resume(run_id)
@@ -209,7 +209,7 @@ def test_a_job_started_for_real_counts_and_resume_is_refused_too(imgcls_home, mk
 
 
 def test_jobs_of_another_workspace_do_not_count(imgcls_home, mk, sleeper):
-    limit(imgcls_home, jobs_running=1)
+    limit(imgcls_home, jobs_queued=1)
     other = access.users_root() / "someone"
     with workspace.use(other):
         pets(mk, n=4)
@@ -220,7 +220,7 @@ def test_jobs_of_another_workspace_do_not_count(imgcls_home, mk, sleeper):
 
 
 def test_an_experiment_and_its_training_runs_count_as_one_job(imgcls_home, mk, sleeper):
-    limit(imgcls_home, jobs_running=2)
+    limit(imgcls_home, jobs_queued=2)
     pets(mk, n=6)
     held = occupy("experiment", "pets", sleeper)
     occupy("run", "pets", sleeper)  # a thorough experiment trains in its own process
@@ -255,8 +255,8 @@ def test_admin_overrides_beat_the_config_and_a_user_override_beats_the_default(i
 
 
 def test_zero_means_no_limit(imgcls_home, mk, sleeper):
-    limit(imgcls_home, datasets=1, images_per_dataset=2, disk_gb=0.000001, jobs_running=1)
-    quotas.set_limits(None, datasets=0, images_per_dataset=0, disk_gb=0, jobs_running=0)
+    limit(imgcls_home, datasets=1, images_per_dataset=2, disk_gb=0.000001, jobs_queued=1)
+    quotas.set_limits(None, datasets=0, images_per_dataset=0, disk_gb=0, jobs_queued=0)
     pets(mk, "one", n=4)
     pets(mk, "two", n=4, start=10)
     occupy("health", "one", sleeper)
@@ -321,7 +321,7 @@ def test_usage_counts_from_the_file_system_and_caches_the_disk_walk(imgcls_home,
     use = quotas.usage()
     assert use["disk_bytes"] == expected
     assert use["datasets"] == 2 and use["images"] == {"big": 6, "pets": 4} and use["images_total"] == 10
-    assert use["runs"] == 0 and use["jobs_running"] == 0
+    assert use["runs"] == 0 and use["jobs"] == use["jobs_running"] == use["jobs_waiting"] == 0
     (imgcls_home / "extra.bin").write_bytes(b"y" * 1234)
     assert quotas.usage()["disk_bytes"] == expected  # within the cache's life: no new walk
     quotas.forget()

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from imgcls.jobs import index, procs, slots
+from imgcls.jobs import index, procs, raycluster, slots
 from imgcls.jobs.runner import (Cancelled, StopToken, current_token, failure_message, plain_error, progress_writer,
                                 running)
 from imgcls.jobs.statusfile import (ACTIVE, FINAL, STARTING, STOPPED, VANISHED, WAITING, State, read as status, settle,
@@ -42,6 +42,12 @@ def submit(path: Path, args: list[str], device: str = "cpu", log: Path | None = 
     write_status(path, state=State.QUEUED, pid=None, pid_started=None, created=time.time(), started=None,
                  finished=None, progress=0.0, device=device, slot=None, queue=None,
                  **{"message": QUEUED_MESSAGE, **fields})
+    if raycluster.address():  # a Ray cluster runs it and keeps the line itself (imgcls.jobs.raycluster)
+        command = python_args if python_args is not None else ["-m", "imgcls", *args]
+        log = Path(log or path.with_name("log.txt"))
+        started = raycluster.submit(path, command, device, log, fields.get("gpus", 1))
+        index.note(path, label or str(path))
+        return started
     me = os.getpid()
     number = slots.enqueue(device, me, procs.started_at(me), str(path), adopted=False)  # its place: now, not when it starts
     argv = [sys.executable, "-m", "imgcls.jobs.launcher", str(path), device, str(number), "--",
@@ -63,7 +69,10 @@ def stop(path: Path, grace_s: float = 2.0, message: str = STOPPED) -> dict:
     before = status(path)
     if before.get("state") not in ACTIVE:
         return before
-    procs.end(before.get("pid"), before.get("pid_started"), grace_s)
+    if before.get("backend") == raycluster.BACKEND:  # it may run on another machine: its actor ends it
+        raycluster.end(before, grace_s)
+    else:
+        procs.end(before.get("pid"), before.get("pid_started"), grace_s)
     if status(path).get("state") in (*ACTIVE, State.INTERRUPTED.value):
         write_status(path, state=State.CANCELLED, finished=time.time(), message=message, queue=None)
     return status(path)

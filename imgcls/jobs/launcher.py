@@ -31,15 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     pid = os.getpid()
     if not slots.adopt(number, pid, procs.started_at(pid)):  # whoever queued it is gone: join the line anew
         number = slots.enqueue(device, pid, procs.started_at(pid), str(path))
-    slot = slots.wait_turn(number, lambda place: write(path, state=State.QUEUED, queue=place, message=WAITING),
-                           should_stop=lambda: asked["stop"])
+    slot = slots.wait_turn(number, should_stop=lambda: asked["stop"],
+                           on_outlook=lambda look: write(path, state=State.QUEUED, message=WAITING,
+                                                         **waiting_fields(number, look)))
     if slot is not None and asked["stop"]:
         slots.release(slot, pid)
         slot = None
     if slot is None:
-        write(path, state=State.CANCELLED, queue=None, finished=time.time(), message=STOPPED)
+        write(path, state=State.CANCELLED, queue=None, wait=None, finished=time.time(), message=STOPPED)
         return 0
-    write(path, state=State.RUNNING, slot=slot, queue=None, started=time.time(), message=STARTING)
+    write(path, state=State.RUNNING, slot=slot, queue=None, wait=None, started=time.time(), message=STARTING)
     env = {**os.environ, **slots.slot_env(slot)}
     command = [sys.executable, *args]
     sys.stdout.flush()
@@ -48,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     code = subprocess.call(command, env=env)
     slots.release(slot, pid)
     return code
+
+
+def waiting_fields(number: int, look: dict) -> dict:
+    """What a waiting job's status file says of its outlook: its place ("queue"), and under "wait" its
+    ticket, when it is expected to start (seconds since the epoch, None when that cannot be told yet), how
+    many finished jobs of which kind that rests on, and whether its owner's own jobs hold it back."""
+    start = None if look["seconds"] is None else round(time.time() + look["seconds"], 1)
+    return {"queue": look["place"], "wait": {"ticket": number, "start": start, "from": look["from"],
+                                             "kind": look["kind"], "held": look["held"]}}
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 A training run's `runs/<id>/status.json`, an experiment's `experiments/<id>/status.json` and a dataset's
 `health-status.json` all hold: state, progress (0–1), message, pid and pid_started (the process and when it
-started), created, started, finished, device, slot; and, while queued, queue (its place in line). Writes
-are atomic; a job whose process has gone while it was queued or running reads as interrupted.
+started), created, started, finished, device, slot; and, while queued, queue (its place in line) and wait
+(its ticket and when it is expected to start: `imgcls.jobs.launcher.waiting_fields`). Writes are atomic;
+a job whose process has gone while it was queued or running reads as interrupted. A job on a Ray cluster
+adds backend ("ray"), ray_actor and host, and whether it is still there is asked of Ray.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def vanished(status: dict) -> bool:
     """Whether an active job's process has gone (it cannot be queued or running any more)."""
     if status.get("state") not in ACTIVE:
         return False
+    if status.get("backend") == "ray":  # it may run on another machine, where its pid tells nothing here
+        from imgcls.jobs import raycluster
+        return raycluster.vanished(status)
     if status.get("pid") is None:
         made = status.get("created") or status.get("started") or 0
         return time.time() - float(made or 0) >= GRACE_S
@@ -64,7 +69,7 @@ def read(path: Path) -> dict:
     """The job's status; one whose process vanished reads as interrupted, saying so."""
     status = read_raw(path)
     if vanished(status):
-        status = dict(status, state=State.INTERRUPTED.value, message=VANISHED, queue=None)
+        status = dict(status, state=State.INTERRUPTED.value, message=VANISHED, queue=None, wait=None)
     return status
 
 
@@ -72,5 +77,5 @@ def settle(path: Path) -> dict:
     """Write down 'interrupted' for a job whose process vanished (after a restart), so it reads so for good."""
     status = read(path)
     if status.get("state") == State.INTERRUPTED.value and read_raw(path).get("state") in ACTIVE:
-        return write(path, state=State.INTERRUPTED, message=status.get("message"), queue=None)
+        return write(path, state=State.INTERRUPTED, message=status.get("message"), queue=None, wait=None)
     return status

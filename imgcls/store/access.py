@@ -18,7 +18,7 @@ from pathlib import Path
 from imgcls.store import workspace
 
 CONFIG_NAME = "imgcls.toml"
-# Roles a user can hold, weakest first. "teacher" is reserved for classes.
+# Roles a user can hold, weakest first. A teacher may also make classes; an admin may do anything.
 ROLES = ("user", "teacher", "admin")
 USERS_DIR = "users"
 
@@ -34,7 +34,8 @@ class Quotas:
     disk_gb: float = 10.0           # everything in the user's workspace: images, caches, runs
     images_per_dataset: int = 50_000
     datasets: int = 30
-    jobs_running: int = 2           # background jobs (training, health checks, experiments) at once
+    jobs_running: int = 2           # background jobs (training, health checks, experiments) running at once
+    jobs_queued: int = 10           # jobs waiting in line or running at once; more are refused
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ServerConfig:
     import_roots: tuple[str, ...] | None = None  # None: not set (anywhere for one person, nowhere with sign-in)
     roles: dict = field(default_factory=dict)    # role → subjects or e-mail addresses
     quotas: Quotas = Quotas()
+    ray_address: str = ""           # a Ray cluster to run jobs on ("auto", "10.0.0.5:6379"); "" runs them here
 
 
 def config_path() -> Path:
@@ -75,7 +77,7 @@ def _parse(path: Path) -> ServerConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"The imgcls config file {path} cannot be read: {exc}") from None
-    known = {"public_url", "demo_url", "import_roots", "roles", "quotas"}
+    known = {"public_url", "demo_url", "import_roots", "roles", "quotas", "ray_address"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"The imgcls config file {path} has settings imgcls does not know: "
@@ -90,7 +92,8 @@ def _parse(path: Path) -> ServerConfig:
                         demo_url=str(data.get("demo_url", "")).strip(),
                         import_roots=tuple(roots) if roots is not None else None,
                         roles={r: tuple(str(x).strip().lower() for x in v) for r, v in roles.items()},
-                        quotas=_quotas(path, data.get("quotas", {})))
+                        quotas=_quotas(path, data.get("quotas", {})),
+                        ray_address=str(data.get("ray_address", "")).strip())
 
 
 def _quotas(path: Path, raw) -> Quotas:

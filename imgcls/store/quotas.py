@@ -1,4 +1,6 @@
-"""Limits on what one workspace may hold and run: disk space, datasets, images per dataset, jobs at once.
+"""Limits on what one workspace may hold and run: disk space, datasets, images per dataset, jobs running at
+once (the job queue passes over a user's further jobs until one ends) and jobs waiting or running (past that
+a new job is refused).
 
 The operator's `[quotas]` in imgcls.toml are the defaults. An admin may override them for everyone and for
 single users in `IMGCLS_HOME/quotas.json`: `{"default": {...}, "users": {"<user key>": {...}}}`, the user key
@@ -21,8 +23,9 @@ from imgcls.store import access, workspace
 QUOTAS_FILE = "quotas.json"
 DISK_TTL_S = 30.0  # a page rerun reuses the disk size measured this long ago
 FIELDS = tuple(f.name for f in dataclasses.fields(access.Quotas))
-WHOLE = {"images_per_dataset", "datasets", "jobs_running"}  # counted in units, not gigabytes
-JOB_PAGES = {"run": "Train", "health": "Review", "experiment": "Learn"}  # where each kind of job is stopped
+WHOLE = {"images_per_dataset", "datasets", "jobs_running", "jobs_queued"}  # counted in units, not gigabytes
+# where each kind of job is stopped
+JOB_PAGES = {"run": "Train", "health": "Review", "experiment": "Learn", "measure": "Augment", "export": "Evaluate"}
 FREE_DISK = "delete a dataset you no longer need on the Data page to free space"
 _disk: dict[str, tuple[float, int]] = {}  # workspace root → (when measured, bytes)
 _rows: dict[tuple, int] = {}  # (manifest path, mtime, size) → number of images
@@ -63,14 +66,21 @@ def limits(root: Path | None = None) -> access.Quotas:
     return limits_for(user_key(root))
 
 
-def limits_for(key: str | None) -> access.Quotas:
+def limits_for(key: str | None, saved: dict | None = None) -> access.Quotas:
     """The limits of one user (None: of everyone without limits of their own): the operator's, then the
-    admin's default overrides, then the admin's overrides for that user."""
-    saved = overrides()
+    admin's default overrides (`saved`: as read already), then the admin's overrides for that user."""
+    saved = overrides() if saved is None else saved
     own = saved["users"].get(key) if key else None
     values = {**saved["default"], **(own if isinstance(own, dict) else {})}
     return dataclasses.replace(access.load_config().quotas,
                                **{k: v for k, v in values.items() if k in FIELDS and _valid(v)})
+
+
+def running_caps(keys) -> dict[str, int]:
+    """User key ("" for the one person's workspace) → the most jobs they may run at once (0: no limit),
+    reading the limits once for all of them."""
+    saved = overrides()
+    return {key: int(limits_for(key or None, saved).jobs_running) for key in keys if key is not None}
 
 
 def _valid(value) -> bool:
@@ -183,15 +193,20 @@ def running_jobs(root: Path | None = None) -> list[str]:
 
 def usage(root: Path | None = None) -> dict:
     """What a workspace (default: the current one) holds and runs: disk bytes, datasets, images per
-    dataset, runs and jobs running."""
+    dataset, runs, jobs (waiting or running), and of those the ones running and the ones waiting."""
+    from imgcls.jobs import slots
     from imgcls.store import runs
 
     root = Path(root or workspace.home()).resolve()
     with workspace.use(root):
         images = {name: image_count(name) for name in workspace.list_datasets()}
         run_count = len(runs.list_runs())
+    owner = user_key(root) or ""
+    jobs = len(running_jobs(root))
+    running = min(jobs, sum(1 for job in slots.running_jobs() if job["owner"] == owner))
     return {"disk_bytes": disk_bytes(root), "datasets": len(images), "images": images,
-            "images_total": sum(images.values()), "runs": run_count, "jobs_running": len(running_jobs(root))}
+            "images_total": sum(images.values()), "runs": run_count, "jobs": jobs, "jobs_running": running,
+            "jobs_waiting": jobs - running}
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -245,16 +260,19 @@ def check_disk(adding_bytes: int = 0) -> None:
 
 
 def check_job_start(ignore: str | None = None) -> None:
-    """Refuse a background job when the workspace runs the most jobs allowed at once (`ignore`: the job
-    being started, already recorded as queued)."""
-    limit = int(limits().jobs_running)
+    """Refuse a background job when the workspace has the most jobs allowed waiting or running
+    (`jobs_queued`; `ignore`: the job being started, already recorded as queued). Past `jobs_running` a
+    job is not refused: it waits in line until one of the others ends."""
+    limit = int(limits().jobs_queued)
     if not limit:
         return
-    running = [job for job in running_jobs() if job != ignore]
-    if len(running) >= limit:
-        pages = sorted({JOB_PAGES[job.split("/")[0]] for job in running}, key=list(JOB_PAGES.values()).index)
-        raise QuotaError(f"You already have {_plural(len(running), 'job')} running, the most allowed at once "
-                         f"here: wait for one to finish or stop it on the {' or '.join(pages)} page.")
+    active = [job for job in running_jobs() if job != ignore]
+    if len(active) >= limit:
+        pages = sorted({JOB_PAGES.get(job.split("/")[0], "") for job in active} - {""},
+                       key=list(JOB_PAGES.values()).index)
+        where = f" on the {' or '.join(pages)} page" if pages else ""
+        raise QuotaError(f"You already have {_plural(len(active), 'job')} waiting or running, the most allowed "
+                         f"here: wait for one to finish or stop {'it' if len(active) == 1 else 'one'}{where}.")
 
 
 def check_import(dataset: str, new: bool, sizes: list[int]) -> None:
@@ -267,8 +285,8 @@ def check_import(dataset: str, new: bool, sizes: list[int]) -> None:
 
 @contextlib.contextmanager
 def job_slot(ignore: str | None = None):
-    """Hold the workspace's job-start lock while checking disk space and jobs running, and while the
-    caller records its new job, so two starts at once cannot both take the last slot."""
+    """Hold the workspace's job-start lock while checking disk space and jobs waiting or running, and while
+    the caller records its new job, so two starts at once cannot both take the last place."""
     with workspace.file_lock("job-start.lock"):
         check_disk()
         check_job_start(ignore)

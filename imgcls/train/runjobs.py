@@ -12,7 +12,6 @@ from imgcls import jobs
 from imgcls.store import quotas, runs
 
 
-
 def start(run_id: str, extra_args: list[str] | None = None) -> int:
     """Queue the prepared run to train in the background; its process's pid. A QuotaError (the run marked
     failed, saying why) when the workspace runs the most jobs allowed or is out of disk space."""

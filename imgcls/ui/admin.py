@@ -1,4 +1,5 @@
-"""The admin page: every user's workspace at a glance, and the limits for everyone and for one user."""
+"""The admin page: every user's workspace at a glance, the server's job line, and the limits for everyone and
+for one user."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from imgcls.store import access, quotas
 from imgcls.store.workspace import WorkspaceError
-from imgcls.ui.common import signin, state
+from imgcls.ui.common import queueview, signin, state
 from imgcls.ui.common.text import plain
 
 # Each limit: its label, and what 0 means, for the forms.
@@ -15,7 +16,13 @@ LIMITS = {
     "disk_gb": "Disk space per workspace (GB)",
     "images_per_dataset": "Images per dataset",
     "datasets": "Datasets per workspace",
-    "jobs_running": "Background jobs at once",
+    "jobs_running": "Jobs running at once per person",
+    "jobs_queued": "Jobs waiting or running per person",
+}
+HELP = {
+    "jobs_running": "More of one person's jobs wait in line, letting other people's jobs pass, until one of "
+                    "theirs ends.",
+    "jobs_queued": "Past this a new job is refused with a message saying why.",
 }
 NO_LIMIT = "0 means no limit."
 
@@ -36,7 +43,8 @@ def _label(card: dict, root) -> str:
 def _limits_text(q: access.Quotas) -> str:
     parts = [f"{q.disk_gb:g} GB" if q.disk_gb else "any disk", f"{q.images_per_dataset:,} images"
              if q.images_per_dataset else "any images", f"{q.datasets:,} datasets" if q.datasets else "any datasets",
-             f"{q.jobs_running:,} jobs" if q.jobs_running else "any jobs"]
+             f"{q.jobs_running:,} jobs at once" if q.jobs_running else "any jobs at once",
+             f"{q.jobs_queued:,} in line" if q.jobs_queued else "any in line"]
     return ", ".join(parts)
 
 
@@ -49,10 +57,11 @@ def user_table() -> pd.DataFrame:
         rows.append({"Name": card.get("name") or "", "E-mail": card.get("email") or "",
                      "Disk used": quotas.size_text(use["disk_bytes"]), "Datasets": use["datasets"],
                      "Images": use["images_total"], "Runs": use["runs"], "Jobs running": use["jobs_running"],
+                     "Jobs waiting": use["jobs_waiting"],
                      "Limits": _limits_text(quotas.limits(root)) + (" (own)" if root.name in own else ""),
                      "Folder": root.name})
     return pd.DataFrame(rows, columns=["Name", "E-mail", "Disk used", "Datasets", "Images", "Runs",
-                                       "Jobs running", "Limits", "Folder"])
+                                       "Jobs running", "Jobs waiting", "Limits", "Folder"])
 
 
 def show_users() -> None:
@@ -65,7 +74,7 @@ def show_users() -> None:
 
 
 def _limits_form(key: str | None) -> None:
-    """Number fields for the four limits of everyone (key None) or of one user, and Save. A value equal to
+    """Number fields for the limits of everyone (key None) or of one user, and Save. A value equal to
     the one it would inherit is saved as no override, so it follows later changes of the defaults."""
     current = quotas.limits_for(key)
     inherited = quotas.limits_for(None) if key else access.load_config().quotas
@@ -79,8 +88,8 @@ def _limits_form(key: str | None) -> None:
                 values[name] = st.number_input(label, min_value=0.0, value=float(value), step=1.0,
                                                key=f"{prefix}.{name}", help=NO_LIMIT)
             else:
-                values[name] = st.number_input(label, min_value=0, value=int(value), step=1,
-                                               key=f"{prefix}.{name}", help=NO_LIMIT)
+                values[name] = st.number_input(label, min_value=0, value=int(value), step=1, key=f"{prefix}.{name}",
+                                               help=f"{HELP[name]} {NO_LIMIT}" if name in HELP else NO_LIMIT)
         saved = st.form_submit_button("Save limits", type="primary")
     if saved:
         try:
@@ -90,6 +99,12 @@ def _limits_form(key: str | None) -> None:
             return
         state.flash("Saved the limits: " + _limits_text(quotas.limits_for(key)) + ".")
         st.rerun()
+
+
+def show_jobs() -> None:
+    """Every job running and waiting on the server, with Up, Down and Cancel for the waiting ones."""
+    names = {root.name: _label(card, root) for root, card in access.known_users()}
+    queueview.show_queue(None, names, can_manage=True, key="admin.queue")
 
 
 def default_limits_controls() -> None:

@@ -8,6 +8,7 @@ status file is all it reads.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,6 +59,12 @@ def show_job(job: JobView, drawn_state: str | None = None) -> None:
     st.fragment(run_every=POLL_S if state in jobs.ACTIVE else None)(_view)(job, state)
 
 
+def show_polled(draw: Callable[..., None], *args, every_s: float) -> None:
+    """Draw `draw(*args)` and draw it again every `every_s` seconds (the job line's view): every page that
+    polls the job system does it from here."""
+    st.fragment(run_every=every_s)(draw)(*args)
+
+
 def _view(job: JobView, drawn_state: str | None) -> None:
     status = job.status()
     state = status.get("state")
@@ -66,9 +73,7 @@ def _view(job: JobView, drawn_state: str | None) -> None:
     if job.before:
         job.before(status)
     if state == "queued" and status.get("queue"):
-        place = int(status["queue"])
-        st.info(f"Waiting for the {device_words(job.device)}, number {place:,} in the queue: this starts when the "
-                "job before it ends.", icon=":material/hourglass_top:")
+        st.info(queue_text(status, job.device), icon=":material/hourglass_top:")
         _stop_button(job, "Cancel")
     elif state == "queued":  # its process is starting, or has its slot and loads PyTorch
         said = status.get("message") or jobs.QUEUED_MESSAGE
@@ -98,6 +103,43 @@ def device_words(device: str) -> str:
         index = name.partition(":")[2]
         return f"GPU {plain(index)}" if index else "GPU"
     return "Apple GPU" if name == "mps" else plain(name)
+
+
+KIND_WORDS = {"run": ("run", "runs"), "health": ("health check", "health checks"),
+              "experiment": ("experiment", "experiments"), "measure": ("measurement", "measurements"),
+              "export": ("export", "exports")}
+
+
+def queue_text(status: dict, device: str, now: float | None = None) -> str:
+    """A waiting job's place in line and its expected wait, in words: "Waiting for the CPU, number 4 in the
+    queue, about 3 min (from the last 12 runs here)."."""
+    wait = status.get("wait") if isinstance(status.get("wait"), dict) else {}
+    text = f"Waiting for the {device_words(device)}, number {int(status['queue']):,} in the queue"
+    if wait.get("start") is not None:
+        text += f", {wait_words(float(wait['start']) - (time.time() if now is None else now))}"
+        count = int(wait.get("from") or 0)
+        if count:
+            one, many = KIND_WORDS.get(wait.get("kind") or "", ("job", "jobs"))
+            text += f" (from the last {one if count == 1 else f'{count:,} {many}'} here)"
+        else:
+            text += " (from the running job's own estimate)"
+        text += "."
+    else:
+        text += ". There is no estimate of the wait yet: no job like the ones ahead of it has finished here."
+    if wait.get("held"):
+        text += (" You already run the most jobs allowed at once here, so it waits for one of them to finish "
+                 "(other people's jobs may start before it).")
+    return text
+
+
+def wait_words(seconds: float) -> str:
+    """A wait in round words: 'less than a minute', 'about 3 min', 'about 1 h 20 min'."""
+    if seconds < 60:
+        return "less than a minute"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
 def _duration(seconds) -> str:

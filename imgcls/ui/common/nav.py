@@ -32,6 +32,7 @@ AUGMENT = PageInfo("augment.py", "Augment", ":material/auto_fix_high:", "choose 
 TRAIN = PageInfo("train.py", "Train", ":material/model_training:", "teach a model")
 EVALUATE = PageInfo("evaluate.py", "Evaluate", ":material/insights:", "see what it gets right and wrong")
 ADMIN = PageInfo("admin.py", "Admin", ":material/admin_panel_settings:")
+CLASS = PageInfo("classroom.py", "Class", ":material/groups:", "join a class, share datasets, the board")
 LEARN = PageInfo("learn.py", "Learn", ":material/school:", "see inside the network, run experiments")
 STEPS = [DATA, REVIEW, AUGMENT, TRAIN, EVALUATE]
 ALL = [HOME, *STEPS, LEARN]

@@ -103,6 +103,10 @@ def show_signin() -> None:
     st.title("imgcls")
     st.write("Turn a folder of photos into a working, explained image classifier. Sign in to reach your own "
              "workspace: your datasets, models and demos are yours alone.")
+    invited = str(st.query_params.get("join", "") or "").strip()
+    if invited:
+        st.info(f"You are invited to join a class (code **{plain(invited[:20])}**). Sign in first; then open the "
+                "*Class* page and enter the code, or open the link again.", icon=":material/groups:")
     for provider in providers():
         label = f"Sign in with {plain(provider)}" if provider else "Sign in"
         if st.button(label, type="primary", icon=":material/login:", key=f"signin.login.{provider}"):
