@@ -154,6 +154,7 @@ def test_old_manifest_without_note_column_reads(ds):
     text = (folder / "manifest.csv").read_text().splitlines()
     stripped = [line.rsplit(",", 1)[0] for line in text]
     (folder / "manifest.csv").write_text("\n".join(stripped) + "\n")
+    (folder / "manifest.sqlite").unlink()  # a dataset of the older format: only its manifest.csv
     df = workspace.read_manifest(ds)
     assert (df["note"] == "").all()
     journal.edit(ds, "note", [df["path"].iloc[0]], "hello")

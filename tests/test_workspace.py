@@ -153,7 +153,7 @@ def test_import_leaves_no_temp_files(mk):
     import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "clean")
     import_zip(mk.zip(mk.class_members({"c": 3}, start=20)), "clean", add=True)
     folder = workspace.dataset_dir("clean")
-    assert sorted(p.name for p in folder.iterdir()) == ["images", "imports.jsonl", "manifest.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["images", "imports.jsonl", "manifest.csv", "manifest.sqlite"]
     assert not _leftovers(folder / "images")
     assert sorted(os.listdir(workspace.datasets_dir())) == ["clean"]
 

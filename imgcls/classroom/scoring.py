@@ -92,7 +92,7 @@ def _preprocess(config: dict):
                                "img_size": size, "data_config": data_config(config["backbone"])})
 
 
-def _hidden_images(class_id: str, dataset: str, rows: pd.DataFrame, pre, progress) -> np.ndarray:
+def _hidden_images(class_id: str, dataset: str, rows: pd.DataFrame, pre, progress):
     try:
         with workspace.use(scoring_home(class_id)):
             return pre.load_images(shared.hidden_dir(class_id, dataset), rows["path"].tolist(),

@@ -13,29 +13,31 @@ from imgcls.vision.preprocess import Preprocess
 RELIABILITY_BINS = 10
 
 
-def _probabilities(model, images: np.ndarray, config: dict, device: str, tta: bool) -> np.ndarray:
+def _probabilities(model, images, config: dict, device: str, tta: bool) -> np.ndarray:
+    """Probabilities of images (an array or a view over the decoded store), a chunk of them in memory at once."""
+    from imgcls.vision.cachestore import read_chunk
     from imgcls.vision.infer import probabilities
 
     pre = Preprocess.for_run(config)
-    probs = probabilities(model, images, pre, device)
-    if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
-        probs = (probs + probabilities(model, images[:, :, ::-1], pre, device)) / 2
-    return probs
+    out = []
+    step = max(read_chunk(), 64)
+    for start in range(0, len(images), step):
+        chunk = np.asarray(images[start:start + step])
+        probs = probabilities(model, chunk, pre, device)
+        if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
+            probs = (probs + probabilities(model, chunk[:, :, ::-1], pre, device)) / 2
+        out.append(probs)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def _cached_features(config: dict, hashes: list[str]) -> np.ndarray | None:
     """The frozen backbone's features of these images as training cached them (linear runs), or None when
     any is missing. The same preprocessing and weights, so the head on them is the model's own answer."""
+    from imgcls.vision.features import cached
+
     if config.get("strategy") != "linear":  # the one strategy that never trains the network (train.strategies)
         return None
-    root = workspace.cache_dir("features") / Preprocess.for_run(config).feature_key()
-    out = []
-    for digest in hashes:
-        try:
-            out.append(np.load(root / f"{digest}.npy", allow_pickle=False))
-        except (OSError, ValueError):
-            return None
-    return np.stack(out).astype(np.float32) if out else None
+    return cached(Preprocess.for_run(config).feature_key(), hashes)
 
 
 def split_probabilities(model, config: dict, df: pd.DataFrame, tta: bool, device: str) -> np.ndarray:

@@ -41,29 +41,31 @@ def preprocess(img_size: int | None = None) -> Preprocess:
     return Preprocess.for_run(setup)
 
 
-def _load(folder, paths, hashes, pre: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded squares of one chunk, and which images could be decoded (a failing file is set aside)."""
+def _load(folder, paths, hashes, pre: Preprocess) -> tuple:
+    """Decoded squares of one chunk (a view over the decoded store), and which images could be decoded (a
+    failing file is set aside)."""
     try:
         return pre.load_images(folder, paths, hashes), np.ones(len(paths), dtype=bool)
     except Exception:  # noqa: BLE001 - one bad file must not sink the check: find it, go on without it
         ok = np.zeros(len(paths), dtype=bool)
-        arrays = []
         for i, (p, h) in enumerate(zip(paths, hashes)):
             try:
-                arrays.append(pre.load_images(folder, [p], [h])[0])
+                pre.load_images(folder, [p], [h])
                 ok[i] = True
             except Exception:  # noqa: BLE001
                 continue
-        side = pre.side
-        return (np.stack(arrays) if arrays else np.zeros((0, side, side, 3), np.uint8)), ok
+        keep = np.nonzero(ok)[0]
+        return pre.load_images(folder, [paths[i] for i in keep], [hashes[i] for i in keep]), ok
 
 
 def _backbone_for(hashes: list[str], pre: Preprocess, device: str):
     """The backbone, or a stand-in when every feature is cached: loading the weights costs seconds."""
     import torch
 
-    root = workspace.cache_dir("features") / pre.feature_key()
-    if all((root / f"{h}.npy").exists() for h in hashes):
+    from imgcls.vision import cachestore
+    from imgcls.vision.features import feature_store
+
+    if not cachestore.migrate(feature_store(pre.feature_key()), hashes):
         return torch.nn.Identity()  # never called: features.extract only embeds what is missing
     from imgcls.vision.models import frozen_backbone  # timm loads here, only when something is left to embed
 
@@ -80,7 +82,8 @@ def _chunk(folder, paths, hashes, pre: Preprocess, device, say, looks: bool) -> 
     out = {"ok": good, "emb": pre.extract(model, images, kept, device, progress=lambda f, t: say(0.3 + 0.6 * f, t))}
     if looks:
         say(0.9, "Measuring images")
-        out["hashes"], out["stats"] = similarity.phash(images), imagestats.measure(images)
+        squares = np.asarray(images)  # one chunk, CHUNK images at most
+        out["hashes"], out["stats"] = similarity.phash(squares), imagestats.measure(squares)
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from imgcls.augment import pipeline as augment
 from imgcls.store import workspace
+from imgcls.vision.cachestore import RecordView, subset
 from imgcls.vision.preprocess import Preprocess, weights_id
 
 Progress = Callable[[float, str], None]
@@ -37,7 +38,7 @@ class LabData:
     backbone: str
     classes: list[str]
     pre: Preprocess  # the backbone's pretrained weights at the lab's size
-    images: np.ndarray  # training images first, then validation, uint8 N×side×side×3
+    images: RecordView  # training images first, then validation, uint8 N×side×side×3, read on demand
     hashes: list[str]
     paths: list[str]
     y_tr: np.ndarray
@@ -119,7 +120,7 @@ def augmented_features(lab: LabData, spec: str | dict, copies: int, seed: int = 
     tr_hashes = lab.hashes[:lab.n_train]
     batch, hashes = [], []
     for copy in range(copies):
-        for img, digest in zip(lab.images[:lab.n_train], tr_hashes):
+        for img, digest in zip(subset(lab.images, slice(0, lab.n_train)), tr_hashes):  # read a chunk at a time
             augment.reseed(pipeline, _image_seed(digest, copy, seed))
             batch.append(fit_size(pipeline(image=img)["image"], lab.size))
             hashes.append(f"{digest}-aug{copy}")
@@ -168,7 +169,7 @@ def transformed_features(lab: LabData, transform: str, strength: float, index: n
     index = np.arange(len(lab.y_va)) if index is None else np.asarray(index)
     if strength == TRANSFORMS[transform][1]:
         return clean_features(lab)[1][index]
-    val = lab.images[lab.n_train:][index]
+    val = lab.images[lab.n_train + index]  # only the images asked for
     batch = np.stack([transform_image(img, transform, strength, lab.size) for img in val]) if len(val) else val
     hashes = [lab.hashes[lab.n_train + i] for i in index]
     return _extract(lab, batch, hashes, {"transform": transform, "strength": strength}, progress=progress)

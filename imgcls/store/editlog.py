@@ -1,37 +1,38 @@
-"""A dataset's journal file and its manifest kept in step: an edit and its entry land together or not at all.
+"""A dataset's journal and its rows kept in step: an edit and its entry land together or not at all.
 
-An edit is made under the dataset's lock in three steps: its entry is appended to `journal.jsonl` and
-flushed to disk (from then on the edit stands), the manifest is rewritten atomically, and
-`journal.applied.json` records how far the manifest reflects the journal (the journal's length in bytes).
-A crash between the steps leaves the journal ahead of that mark; the next reader (`settle`, called by
-`workspace.read_manifest` and `journal.history`) applies the entries past it again. Entries hold absolute
-values (each change's before and after) and an image is set to `after` only while it still holds `before`,
-so applying an entry twice changes nothing. An edit that fails before its manifest is replaced (a full
-disk) takes its entry back out of the journal: journal and manifest stay as they were.
+Both live in the dataset's store (`imgcls.store.manifeststore`): an edit is one SQLite transaction that
+appends its journal entry and changes only the rows it edits, under the dataset's lock, so a crash leaves
+the whole edit or nothing. What is left to settle after a crash: a purge's image files, deleted once the
+transaction that removed their rows has committed (`doomed` in the store), and datasets of the older
+format (manifest.csv with journal.jsonl and its mark journal.applied.json), migrated on first open; their
+journal may be ahead of their manifest (a crash between the old two writes), so its entries past the mark
+are applied again first. Entries hold absolute values (each change's before and after) and an image is
+set to `after` only while it still holds `before`, so applying an entry twice changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from imgcls.store import workspace
+from imgcls.store import manifeststore, workspace
 
-JOURNAL = "journal.jsonl"
+JOURNAL = "journal.jsonl"  # the journal of the older format, migrated into the store
 MARK = "journal.applied.json"
 
 
 def journal_path(name: str) -> Path:
-    """The dataset's journal file."""
-    return workspace.dataset_dir(name) / JOURNAL
+    """The file that holds the dataset's journal (its store)."""
+    return workspace.dataset_dir(name) / manifeststore.DB
 
 
 def entries(name: str) -> list[dict]:
-    """The journal's entries as stored, oldest first (a torn last line from a crash is ignored)."""
-    return workspace.read_jsonl(journal_path(name))
+    """The journal's entries as stored, oldest first."""
+    return manifeststore.entries(name)
 
 
 def plain(v):
@@ -46,40 +47,52 @@ def same(a, b) -> bool:
     return plain(a) == plain(b)
 
 
+@contextlib.contextmanager
+def editing(name: str, what):
+    """Under the dataset's lock, one store transaction for an edit and its journal entry (a full disk
+    becomes DiskFull naming `what`: text, or a function giving it); caches keyed by manifest.csv's stat
+    are told afterwards."""
+    folder = workspace.dataset_dir(name)
+    with workspace.dataset_lock(name):
+        settle(name)
+        with manifeststore.transaction(folder, what) as conn:
+            yield conn
+        manifeststore.touch_csv(folder)
+
+
+def in_step(name: str) -> bool:
+    """Whether the dataset has nothing left for a reader to settle: it is in the store, and no purged
+    image file awaits deletion."""
+    folder = workspace.dataset_dir(name)
+    if not (folder / manifeststore.DB).exists():
+        return not (folder / JOURNAL).exists() or _size(folder / JOURNAL) == 0 or _marked(folder) == _size(folder / JOURNAL)
+    return manifeststore.pending_files(folder) == 0
+
+
+def settle(name: str) -> None:
+    """Migrate a dataset of the older format, and delete the files of purged rows a crash left behind (the
+    check costs one small query; the lock is taken only when something needs doing)."""
+    folder = workspace.dataset_dir(name)
+    if not (folder / manifeststore.DB).exists() and not (folder / "manifest.csv").exists():
+        return
+    if (folder / manifeststore.DB).exists() and manifeststore.pending_files(folder) == 0:
+        return
+    with workspace.dataset_lock(name):
+        try:
+            manifeststore.connect(folder).close()  # migrates the older format
+        except workspace.DiskFull:
+            return  # no room to migrate: readers read the old files meanwhile, the next open migrates
+        manifeststore.remove_doomed(folder)
+
+
+# --- the older format: manifest.csv + journal.jsonl, read once to migrate ------------------------------
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _inode(path: Path):
-    try:
-        return path.stat().st_ino
-    except FileNotFoundError:
-        return None
-
-
-def _append(path: Path, entry: dict) -> None:
-    with open(path, "ab") as fh:
-        # a line torn by a crash (settle normally cuts it off first) is closed, so it cannot swallow this one
-        torn = fh.tell() > 0 and _last_byte(path) != b"\n"
-        fh.write((b"\n" if torn else b"") + json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _last_byte(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1)
-
-
-def _mark(folder: Path, size: int) -> None:
-    try:
-        workspace.atomic_write_json(folder / MARK, {"journal_bytes": size})
-    except (OSError, workspace.WorkspaceError):
-        pass  # only a shortcut: with an old mark the next reader applies entries again, which changes nothing
 
 
 def _marked(folder: Path) -> int | None:
@@ -89,82 +102,34 @@ def _marked(folder: Path) -> int | None:
         return None
 
 
-def commit(name: str, entry: dict, df: pd.DataFrame | None, what: str, then=None) -> None:
-    """Append `entry` and save `df` as the manifest (None: the manifest is unchanged), then run `then`;
-    under the dataset's lock. On a failure before the manifest is replaced, the entry is taken back out
-    (a full disk becomes DiskFull naming `what`)."""
-    folder = workspace.dataset_dir(name)
-    path, manifest = folder / JOURNAL, folder / "manifest.csv"
-    start, before = _size(path), _inode(manifest)
-    try:
-        _append(path, entry)
-        if df is not None:
-            workspace.write_manifest(folder, df)
-    except BaseException as exc:
-        if df is None or _inode(manifest) == before:  # the manifest was not replaced: the edit never happened
-            os.truncate(path, start)
-        if workspace.is_disk_full(exc):
-            raise workspace.DiskFull(what) from exc
-        raise
-    if then is not None:
-        then()
-    _mark(folder, _size(path))
-
-
-def in_step(name: str) -> bool:
-    """Whether the manifest reflects every journal entry (no crash left one half made)."""
-    folder = workspace.dataset_dir(name)
-    size = _size(folder / JOURNAL)
-    return size == 0 or _marked(folder) == size
-
-
-def settle(name: str) -> pd.DataFrame | None:
-    """Apply journal entries a crash left out of the manifest; the manifest as it then stands, or None when
-    nothing needed doing (the check costs a stat and a small read; the lock is taken only when needed)."""
-    if in_step(name):
-        return None
-    with workspace.dataset_lock(name):
-        if in_step(name):  # settled by another process meanwhile, or the edit in progress has finished
-            return None
-        return _settle_locked(workspace.dataset_dir(name))
-
-
-def _settle_locked(folder: Path) -> pd.DataFrame | None:
-    path = folder / JOURNAL
-    if not (folder / "manifest.csv").exists():
-        return None
-    data, mark = path.read_bytes(), _marked(folder)
-    end = data.rfind(b"\n") + 1
-    if end < len(data):  # a crash mid-append: the entry is whole (only its newline missing) or was never made
-        if _parses(data[end:]):
-            data, end = data + b"\n", len(data) + 1
-            try:
-                with open(path, "ab") as fh:
-                    fh.write(b"\n")
-            except OSError:
-                end -= 1  # a full disk: the next append closes the line itself; the entry stands either way
-        else:
-            os.truncate(path, end)
-            data = data[:end]
-    if mark is None or mark > end:  # no mark yet (a journal older than marks): check the last entry only
-        mark = data.rfind(b"\n", 0, max(end - 1, 0)) + 1
+def legacy_state(folder: Path) -> tuple[pd.DataFrame, list[dict]]:
+    """The rows of an older-format dataset brought up to its journal, and the journal's entries; the files
+    of a purge its manifest never recorded are deleted."""
     df = workspace.load_manifest_file(folder)
+    path = folder / JOURNAL
+    data = path.read_bytes() if path.exists() else b""
+    end = data.rfind(b"\n") + 1
+    if end < len(data) and _parses(data[end:]):  # a crash mid-append left the entry whole, its newline missing
+        data, end = data + b"\n", len(data) + 1
+    mark = _marked(folder)
+    if mark is None or mark > end:  # no mark (a journal older than marks): check the last entry only
+        mark = data.rfind(b"\n", 0, max(end - 1, 0)) + 1
     doomed: set[str] = set()
-    changed = False
     for line in data[mark:end].splitlines():
         entry = _parses(line)
         if entry:
-            df, did = _reapply(df, entry, doomed)
-            changed |= did
-    if changed:
-        try:
-            workspace.write_manifest(folder, df)
-        except workspace.DiskFull:
-            return df  # readers still see the journal's state; the next reader tries to save it again
+            df, _ = _reapply(df, entry, doomed)
     for rel in doomed - set(df["path"]):  # a purge's files, once no row lists them
         (folder / rel).unlink(missing_ok=True)
-    _mark(folder, end)
-    return df
+    found = [e for e in (_parses(line) for line in data[:end].splitlines()) if e and "id" in e]
+    return df, found
+
+
+def drop_legacy(folder: Path) -> None:
+    """Remove the older format's journal files once the store holds their entries."""
+    for name in (JOURNAL, MARK):
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
 
 
 def _parses(line: bytes) -> dict | None:

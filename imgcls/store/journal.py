@@ -1,9 +1,9 @@
 """Edits to a dataset's annotations, each one recorded in an append-only journal so it can be undone.
 
 An edit changes one manifest field (label, excluded, split or note) for a set of images. It is made
-under the dataset's lock: the manifest is read fresh and changed, and the edit and its journal entry are
-saved together or not at all (`imgcls.store.editlog`: a crash between the two writes is settled by the next
-reader). Two tabs or processes editing at once are serialised, so neither loses the other's work, and an
+under the dataset's lock, in one transaction of the dataset's store that reads the edited rows fresh,
+writes only those that change and appends the journal entry (`imgcls.store.editlog`): a crash leaves the
+whole edit or nothing, and its cost does not grow with the dataset. Two tabs or processes editing at once are serialised, so neither loses the other's work, and an
 edit made on what a page showed is refused when another edit has changed those images since. Undo and
 redo are journal entries too; undo restores an image only where its value is still the one the edit set,
 so it never overwrites a later edit made elsewhere.
@@ -16,9 +16,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from imgcls.store import editlog, stale, workspace
+from imgcls.store import editlog, manifeststore as store, stale, workspace
 from imgcls.store.editlog import plain as _plain, same as _same
 from imgcls.store.workspace import WorkspaceError
 
@@ -128,12 +126,6 @@ def _stacks(entries: list[dict]) -> tuple[list[int], list[int]]:
     return done, undone
 
 
-def _apply(df: pd.DataFrame, col: str, changes: dict[str, object]) -> None:
-    index = pd.Series(df.index, index=df["path"])
-    for path, value in changes.items():
-        df.at[index[path], col] = value
-
-
 def edit(name: str, action: str, paths, value=None, *, source: str = "review", expect=None) -> EditResult:
     """Apply one edit (relabel, exclude, restore, move, note) to the images at `paths`.
 
@@ -143,10 +135,12 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review", e
         raise EditRefused(f"Unknown edit '{action}'.")
     value, col = _value(action, value), FIELDS[action]
     result = EditResult(action)
-    with workspace.dataset_lock(name):
-        df = workspace.read_manifest(name)
+    entry = None
+    wanted = list(dict.fromkeys(str(p) for p in paths))
+    asked = {"action": action, "value": value, "changes": wanted}  # what a failure before the read names
+    with editlog.editing(name, lambda: f"this edit ({describe(entry or asked)})") as conn:
+        df = store.rows_by_paths(name, wanted, columns=["path", col, "source"], conn=conn)
         current = dict(zip(df["path"], df[col]))
-        wanted = list(dict.fromkeys(str(p) for p in paths))
         edited = set(wanted)
         shown = {str(p): v for p, v in (expect or {}).items() if str(p) in edited}
         refusal = stale.refusal(name, df, col, shown)
@@ -162,11 +156,11 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review", e
                 changes.append({"path": path, "before": _plain(current[path]), "after": value})
                 result.changed.append(path)
         if changes:
-            result.entry = _next_id(editlog.entries(name))
+            result.entry = store.next_id(conn)
             entry = {"id": result.entry, "time": _now(), "action": action, "field": col, "value": value,
                      "source": source, "changes": changes}
-            _apply(df, col, {c["path"]: value for c in changes})
-            editlog.commit(name, entry, df, f"this edit ({describe(entry)})")
+            store.add_entry(conn, entry)
+            store.set_values(conn, col, {c["path"]: value for c in changes})
     return result
 
 
@@ -181,9 +175,9 @@ def _next_id(entries: list[dict]) -> int:
 def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
     """Undo or redo the next edit in line; None when there is nothing to do."""
     result = EditResult(kind)
-    with workspace.dataset_lock(name):
-        df = workspace.read_manifest(name)  # settled first: the journal below is the one the manifest follows
-        entries = editlog.entries(name)
+    target = None
+    with editlog.editing(name, lambda: f"this {kind} ({describe(target)})" if target else f"this {kind}") as conn:
+        entries = editlog.entries(name)  # under the lock: the journal the rows follow
         done, undone = _stacks(entries)
         stack = done if kind == "undo" else undone
         if not stack:
@@ -193,6 +187,7 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
             raise EditRefused(f"Another edit was made meanwhile (in another tab?): {kind} would now "
                               f"{kind} '{describe(target)}'. Press {kind.capitalize()} again if that is what you want.")
         col = target["field"]
+        df = store.rows_by_paths(name, [c["path"] for c in target["changes"]], columns=["path", col], conn=conn)
         current = dict(zip(df["path"], df[col]))
         want, have = ("before", "after") if kind == "undo" else ("after", "before")
         changes = []
@@ -204,12 +199,10 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
             else:
                 changes.append({"path": c["path"], "before": c[have], "after": c[want]})
                 result.changed.append(c["path"])
-        if changes:
-            _apply(df, col, {c["path"]: c["after"] for c in changes})
-        result.entry = _next_id(entries)
-        entry = {"id": result.entry, "time": _now(), "action": kind, "target": target["id"], "field": col,
-                 "source": "review", "changes": changes}
-        editlog.commit(name, entry, df if changes else None, f"this {kind} ({describe(target)})")
+        result.entry = store.next_id(conn)
+        store.add_entry(conn, {"id": result.entry, "time": _now(), "action": kind, "target": target["id"],
+                               "field": col, "source": "review", "changes": changes})
+        store.set_values(conn, col, {c["path"]: c["after"] for c in changes})
     return result
 
 
@@ -264,25 +257,22 @@ def purge_excluded(name: str, paths=None) -> EditResult:
 
     With `paths` (what the user confirmed), only those of them still excluded go; others are left."""
     result = EditResult("purge")
+    folder = workspace.dataset_dir(name)
+    wanted = {"excluded": True} if paths is None else {"excluded": True, "paths": list(map(str, paths))}
     with workspace.dataset_lock(name):
-        folder = workspace.dataset_dir(name)
-        df = workspace.read_manifest(name)
-        drop = df["excluded"] if paths is None else df["excluded"] & df["path"].isin(set(map(str, paths)))
-        gone = df[drop]
-        if gone.empty:
-            return result
-        kept = df[~drop].reset_index(drop=True)
-        result.changed = list(gone["path"])
-        result.entry = _next_id(editlog.entries(name))
-        entry = {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded", "source": "review",
-                 "changes": [{"path": p, "before": True, "after": None} for p in result.changed]}
-        still_used = set(kept["path"])
-
-        def remove_files():  # only once the manifest no longer lists them
-            for path in result.changed:
-                if path not in still_used:
-                    (folder / path).unlink(missing_ok=True)
-        editlog.commit(name, entry, kept, f"the deletion of {_count(len(result.changed))}", then=remove_files)
+        asked = store.count_rows(name, **wanted)  # what a failure before the read names
+        with editlog.editing(name, lambda: f"the deletion of {_count(len(result.changed) or asked)}") as conn:
+            gone = store.page_rows(name, 0, -1, wanted, columns=["path"])["path"].tolist()
+            if not gone:
+                return result
+            result.changed = gone
+            result.entry = store.next_id(conn)
+            store.add_entry(conn, {"id": result.entry, "time": _now(), "action": "purge", "field": "excluded",
+                                   "source": "review", "changes": [{"path": p, "before": True, "after": None}
+                                                                   for p in gone]})
+            store.delete_rows(conn, gone)
+        store.remove_doomed(folder)  # only once the rows no longer list them
+        store.export_csv(folder)  # rows went: the exported table follows at once
     return result
 
 

@@ -15,7 +15,7 @@ import hashlib
 
 import pandas as pd
 
-from imgcls.store import runs, workspace
+from imgcls.store import manifeststore, runs, workspace
 
 DIGEST_COLUMNS = ["path", "hash", "label", "split", "excluded"]
 
@@ -36,9 +36,8 @@ def dataset_version(name: str, df: pd.DataFrame | None = None) -> dict:
     """The dataset's version as it stands now (pass the manifest if already read, to save a read)."""
     folder = workspace.dataset_dir(name)
     df = workspace.read_manifest(name) if df is None else df
-    entries = workspace.read_jsonl(folder / "journal.jsonl")
     imports = workspace.read_jsonl(folder / "imports.jsonl")
-    position = max((int(e.get("id", 0)) for e in entries), default=0)
+    position = manifeststore.last_entry_id(name)
     digest = manifest_digest(df)
     return {"journal": position, "imports": len(imports), "digest": digest, "kept": kept_digest(df),
             "images": int((~df["excluded"]).sum()), "label": describe_version(position, digest)}
@@ -49,20 +48,9 @@ def describe_version(position: int, digest: str) -> str:
     return f"edit {position} · {digest[:8]}" if position else f"as imported · {digest[:8]}"
 
 
-# manifest file state (absolute path, so per workspace) → digest: pages ask on every rerun, each state hashes once
-_DIGESTS: dict[tuple, str] = {}
-
-
 def current_digest(name: str) -> str:
-    """The digest of the dataset's manifest as it is on disk now."""
-    path = workspace.dataset_dir(name) / "manifest.csv"
-    stat = path.stat()  # writes are atomic replaces, so a new state also has a new inode
-    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    if key not in _DIGESTS:
-        if len(_DIGESTS) > 16:
-            _DIGESTS.clear()
-        _DIGESTS[key] = manifest_digest(workspace.read_manifest(name))
-    return _DIGESTS[key]
+    """The digest of the dataset's rows as they stand now (hashed once per change, kept in its store)."""
+    return manifeststore.digest(name)
 
 
 def is_current(name: str, version: dict | None) -> bool:

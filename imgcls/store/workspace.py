@@ -286,22 +286,35 @@ def read_jsonl(path: Path) -> list:
     return out
 
 
+def _in_datasets(folder: Path) -> bool:
+    """Whether `folder` is a dataset's (or an import's, being built): its rows live in a store."""
+    return Path(folder).parent == datasets_dir()
+
+
 def write_manifest(folder: Path, df: pd.DataFrame) -> None:
-    """Save a dataset's manifest atomically."""
+    """Save a manifest atomically: a dataset's rows go into its store (`imgcls.store.manifeststore`), and
+    manifest.csv is exported from them; elsewhere (a run's own copy) only manifest.csv is written."""
     df = df if "note" in df else df.assign(note="")
-    atomic_write_text(Path(folder) / "manifest.csv", df[MANIFEST_COLUMNS].to_csv(index=False))
+    folder = Path(folder)
+    if _in_datasets(folder):
+        from imgcls.store import manifeststore  # imported here: it imports this module
+
+        manifeststore.replace_rows(folder, df)
+        atomic_write_text(folder / "manifest.csv", df[MANIFEST_COLUMNS].to_csv(index=False))
+        manifeststore.mark_exported(folder)
+        return
+    atomic_write_text(folder / "manifest.csv", df[MANIFEST_COLUMNS].to_csv(index=False))
 
 
 def read_manifest(name_or_folder) -> pd.DataFrame:
-    """Load a dataset's manifest (labels kept as text, even '0'…'9'), with every edit its journal holds."""
+    """Load a dataset's manifest whole (labels kept as text, even '0'…'9'), with every edit made: from its
+    store, migrated there from manifest.csv on first open; elsewhere (a run's copy) from manifest.csv."""
     folder = Path(name_or_folder) if isinstance(name_or_folder, Path) else dataset_dir(name_or_folder)
-    if (folder / "journal.jsonl").exists() and folder.parent == datasets_dir():
-        from imgcls.store import editlog  # imported here: it imports this module
+    if _in_datasets(folder):
+        from imgcls.store import editlog, manifeststore
 
-        # a crash between an edit's journal entry and its manifest write is settled before anyone reads
-        settled = editlog.settle(folder.name)
-        if settled is not None:
-            return settled
+        editlog.settle(folder.name)  # an older dataset migrates; a purge's files a crash left go
+        return manifeststore.read_all(folder)
     return load_manifest_file(folder)
 
 

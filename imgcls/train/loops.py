@@ -50,9 +50,10 @@ def reproducible(seed: int, device: str, threads: int | None = None):
 
 
 class ArrayDataset(torch.utils.data.Dataset):
-    """Images from the decoded cache, augmented on the fly, as uint8 H×W×3 and a class index."""
+    """Images from the decoded cache (an array or a view over the store, read one image per item), augmented
+    on the fly, as uint8 H×W×3 and a class index."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, img_size: int, pipeline=None):
+    def __init__(self, images, labels: np.ndarray, img_size: int, pipeline=None):
         self.images, self.labels, self.img_size, self.pipeline = images, labels, img_size, pipeline
 
     def __len__(self) -> int:

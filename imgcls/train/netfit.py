@@ -15,6 +15,7 @@ from imgcls.store import runs, workspace
 from imgcls.train.config import RunConfig
 from imgcls.train.heads import class_weights
 from imgcls.train.loops import ArrayDataset, lr_find, score, seed_worker, train_one_epoch, warmup_cosine
+from imgcls.vision.cachestore import subset
 from imgcls.vision.checkpoint import save_model
 from imgcls.vision.imgcache import to_tensor
 from imgcls.vision.infer import predict_arrays
@@ -46,7 +47,8 @@ def _accel(config: RunConfig):
 
 def _loader(data: dict, config: RunConfig, train_mask) -> torch.utils.data.DataLoader:
     pipeline = build_pipeline(config.augment_pipeline, config.img_size, seed=config.seed)
-    ds = ArrayDataset(data["images"][train_mask], data["labels"][train_mask], config.img_size, pipeline)
+    # a view of the training rows, not a copy: each worker reads its images from the store's memory maps
+    ds = ArrayDataset(subset(data["images"], train_mask), data["labels"][train_mask], config.img_size, pipeline)
     cuda = config.device.startswith("cuda")
     workers = config.workers
     if workers is None:
@@ -155,7 +157,7 @@ def fit_network(model, data: dict, config: RunConfig, run_id: str, rep, resume: 
             net, loader, optimizer, scheduler, loss_fn, prep, should_stop=rep.should_stop, autocast=autocast,
             scaler=scaler, on_step=lambda s: _on_step(rep, s, epoch, config.epochs, per_img, config.batch_size))
         pre = config.preprocess
-        probs = predict_arrays(net, data["images"][va], pre.img_size, pre.mean, pre.std, device, autocast=autocast,
+        probs = predict_arrays(net, subset(data["images"], va), pre.img_size, pre.mean, pre.std, device, autocast=autocast,
                                channels_last=channels_last)
         val = score(probs, data["labels"][va])
         ips.append(stats["images_per_second"])

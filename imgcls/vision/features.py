@@ -1,4 +1,4 @@
-"""Backbone features, computed once per image and cached on disk.
+"""Backbone features, computed once per image and cached on disk (a vision.cachestore store per key).
 
 The key covers the backbone and its weights, the preprocessing and the image content, so a linear
 head can be retrained in seconds and nothing is embedded twice.
@@ -7,14 +7,13 @@ head can be retrained in seconds and nothing is embedded twice.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from typing import Callable
 
 import numpy as np
 import torch
 
-from imgcls.store import workspace
+from imgcls.vision import cachestore
 from imgcls.vision.imgcache import center_crop, to_tensor
 
 
@@ -31,21 +30,30 @@ def embed(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(batch), pre_logits=True)
 
 
-def extract(model: torch.nn.Module, images: np.ndarray, hashes: list[str], key: str, config: dict,
+def feature_store(key: str) -> cachestore.RecordStore:
+    """The store of backbone features under one feature key, in the current workspace."""
+    return cachestore.open_store("features", key)
+
+
+def cached(key: str, hashes: list[str]) -> np.ndarray | None:
+    """Features of these images if every one is cached under `key` (N×D float32), else None."""
+    store = feature_store(key)
+    if cachestore.migrate(store, list(hashes)):
+        return None
+    return store.refresh().read(store.lookup(hashes)).astype(np.float32) if hashes else None
+
+
+def extract(model: torch.nn.Module, images, hashes: list[str], key: str, config: dict,
             img_size: int, device: str = "cpu", batch_size: int = 64,
             progress: Callable[[float, str], None] | None = None) -> np.ndarray:
-    """Features of every image (N×D float32), computing only those not cached under `key`."""
-    root = workspace.cache_dir("features") / key
-    root.mkdir(parents=True, exist_ok=True)
-    feats: dict[int, np.ndarray] = {}
-    missing = []
-    for i, digest in enumerate(hashes):
-        path = root / f"{digest}.npy"
-        try:
-            feats[i] = np.load(path, allow_pickle=False) if path.exists() else None
-        except (OSError, ValueError):
-            feats[i] = None
-        if feats[i] is None:
+    """Features of every image (N×D float32), computing only those not cached under `key`; `images` is an
+    array or a view over the decoded store, read one batch at a time."""
+    store = feature_store(key)
+    missing_hashes = set(cachestore.migrate(store, list(hashes)))
+    missing, seen = [], set()
+    for i, digest in enumerate(hashes):  # each missing image once, even when two rows share its content
+        if digest in missing_hashes and digest not in seen:
+            seen.add(digest)
             missing.append(i)
     model.eval()
     # batches of even size: on the CPU a batch of one or two can take other kernels and round the last digit
@@ -53,13 +61,11 @@ def extract(model: torch.nn.Module, images: np.ndarray, hashes: list[str], key: 
     batch_size = -(-len(missing) // max(-(-len(missing) // batch_size), 1)) if missing else batch_size
     for start in range(0, len(missing), batch_size):
         idx = missing[start:start + batch_size]
-        x = to_tensor(center_crop(images[idx], img_size), config["mean"], config["std"], device)
-        out = embed(model, x).float().cpu().numpy()
-        for i, vec in zip(idx, out):
-            feats[i] = vec
-            buf = io.BytesIO()
-            np.save(buf, vec.astype(np.float32), allow_pickle=False)
-            workspace.atomic_write_bytes(root / f"{hashes[i]}.npy", buf.getvalue())
+        x = to_tensor(center_crop(np.asarray(images[np.array(idx)]), img_size), config["mean"], config["std"], device)
+        out = embed(model, x).float().cpu().numpy().astype(np.float32)
+        store.append([hashes[i] for i in idx], out)
         if progress:
             progress(min(start + batch_size, len(missing)) / len(missing), "Computing backbone features")
-    return np.stack([feats[i] for i in range(len(hashes))]).astype(np.float32) if hashes else np.zeros((0, 0))
+    if not hashes:
+        return np.zeros((0, 0), dtype=np.float32)
+    return store.refresh().read(store.lookup(hashes)).astype(np.float32)

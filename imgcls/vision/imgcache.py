@@ -1,11 +1,11 @@
 """Decode each image once: resized and centre-cropped to the working resolution, kept on disk.
 
-Epochs, feature extraction and evaluation read these arrays instead of decoding JPEGs again.
+Epochs, feature extraction and evaluation read these squares, through a lazy view over the decoded store
+(vision.cachestore), instead of decoding JPEGs again; nothing holds a whole dataset in memory.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +16,7 @@ from PIL import Image
 
 from imgcls.ingest.images import load_rgb
 from imgcls.store import workspace
+from imgcls.vision import cachestore
 
 if TYPE_CHECKING:
     import torch
@@ -46,35 +47,50 @@ def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
     return arr[..., top:top + size, left:left + size, :]
 
 
-def _cached_one(folder: Path, rel: str, digest: str, side: int, interpolation: str, root: Path) -> np.ndarray:
-    path = root / f"{digest}.npy"
-    if path.exists():
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is rebuilt below
-    arr = fit_square(load_rgb(folder / rel), side, interpolation)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    workspace.atomic_write_bytes(path, buf.getvalue())
-    return arr
+def _decode(folder: Path, rel: str, side: int, interpolation: str) -> np.ndarray:
+    return fit_square(load_rgb(folder / rel), side, interpolation)
+
+
+APPEND_BATCH = 64  # decoded squares written to the store at a time: a kill loses at most these
+
+
+def decoded_store(side: int, interpolation: str) -> cachestore.RecordStore:
+    """The store of decoded squares of one side and interpolation, in the current workspace."""
+    return cachestore.open_store("decoded", f"{side}-{interpolation}")
 
 
 def load_images(folder: Path, paths: list[str], hashes: list[str], side: int, interpolation: str = "bicubic",
-                progress: Callable[[float, str], None] | None = None) -> np.ndarray:
-    """All images of a dataset as one uint8 N×side×side×3 array, decoding only what is not cached yet."""
-    root = workspace.cache_dir("decoded") / f"{side}-{interpolation}"
-    root.mkdir(parents=True, exist_ok=True)
-    out = np.empty((len(paths), side, side, 3), dtype=np.uint8)
-    # PIL releases the GIL while decoding and resizing, so threads use every core
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        jobs = pool.map(workspace.bound(lambda a: _cached_one(folder, a[0], a[1], side, interpolation, root)),
-                        zip(paths, hashes))
-        for i, arr in enumerate(jobs):
-            out[i] = arr
-            if progress and (i % 16 == 0 or i + 1 == len(paths)):
-                progress((i + 1) / max(len(paths), 1), "Decoding images")
-    return out
+                progress: Callable[[float, str], None] | None = None) -> cachestore.RecordView:
+    """A dataset's images as a lazy N×side×side×3 uint8 view over the decoded store, decoding (and
+    appending) only those not stored yet; a file that cannot be decoded raises, after the others are kept."""
+    store = decoded_store(side, interpolation)
+    missing = cachestore.migrate(store, list(hashes))
+    where = dict(zip(hashes, paths))
+    todo = [(where[d], d) for d in missing]
+    n, done = len(paths), len(paths) - len(todo)
+    if progress and done:
+        progress(done / max(n, 1), "Decoding images")
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> None:
+        if pending:
+            store.append([d for d, _ in pending], np.stack([a for _, a in pending]))
+            pending.clear()
+
+    try:
+        # PIL releases the GIL while decoding and resizing, so threads use every core
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            jobs = pool.map(workspace.bound(lambda a: _decode(folder, a[0], side, interpolation)), todo)
+            for (_, digest), arr in zip(todo, jobs):
+                pending.append((digest, arr))
+                done += 1
+                if len(pending) >= APPEND_BATCH:
+                    flush()
+                if progress and (done % 16 == 0 or done == n):
+                    progress(done / max(n, 1), "Decoding images")
+    finally:
+        flush()  # what was decoded before a failure stays decoded
+    return cachestore.RecordView(store.refresh(), store.lookup(hashes), (side, side, 3), np.uint8)
 
 
 def to_tensor(batch: np.ndarray, mean, std, device: torch.device | str = "cpu",

@@ -114,13 +114,15 @@ class Preprocess:
         return imgcache.center_crop(imgcache.fit_square(img, self.side, self.interpolation), self.img_size)
 
     def load_images(self, folder: Path, paths: list[str], hashes: list[str],
-                    progress: Callable[[float, str], None] | None = None) -> np.ndarray:
-        """A dataset's images as cached squares (N×side×side×3 uint8), decoding only those not cached yet."""
+                    progress: Callable[[float, str], None] | None = None) -> imgcache.cachestore.RecordView:
+        """A dataset's images as cached squares: a lazy N×side×side×3 uint8 view over the decoded store,
+        decoding only those not cached yet."""
         return imgcache.load_images(folder, paths, hashes, self.side, self.interpolation, progress=progress)
 
-    def extract(self, model, images: np.ndarray, hashes: list[str], device: str = "cpu", extra: dict | None = None,
+    def extract(self, model, images, hashes: list[str], device: str = "cpu", extra: dict | None = None,
                 progress: Callable[[float, str], None] | None = None) -> np.ndarray:
-        """Backbone features of cached squares (N×D float32), embedding only those not in the cache yet."""
+        """Backbone features of cached squares (an array or a view; N×D float32), embedding only those not in
+        the cache yet."""
         from imgcls.vision.features import extract
 
         return extract(model, images, hashes, self.feature_key(extra), self.data_config, self.img_size, device,

@@ -1,13 +1,16 @@
 """A full disk: every save is refused with workspace.DiskFull ("The disk is full: … nothing was changed"),
 and an edit, an undo, a purge or a new run leaves the workspace as it was (no half journal entry, no empty
 run folder). On a real 30 MB tmpfs where this machine lets us mount one (root), and everywhere by making
-the Nth disk write of an operation fail with ENOSPC."""
+the Nth disk write of an operation fail: a file's (ENOSPC), or a write statement of the dataset's SQLite
+store (SQLITE_FULL, as SQLite reports a full disk)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,17 +18,23 @@ from pathlib import Path
 import pytest
 
 from imgcls.ingest import imports as data
-from imgcls.store import editlog, journal, workspace
+from imgcls.store import editlog, journal, manifeststore, workspace
 from imgcls.store.workspace import DiskFull
 
 FULL = "The disk is full: could not save"
 
 
-def _snapshot(name: str) -> tuple[bytes, bytes, list[str]]:
+def _snapshot(name: str) -> tuple:
+    """What a refused change must leave as it was: the store's rows, journal and change counter (read
+    straight from its file), manifest.csv and the dataset's files."""
     folder = workspace.dataset_dir(name)
-    journal_bytes = journal.journal_path(name).read_bytes() if journal.journal_path(name).exists() else b""
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    return journal_bytes, (folder / "manifest.csv").read_bytes(), files
+    with manifeststore.reading(folder) as conn:
+        rows = conn.execute("SELECT * FROM rows ORDER BY ord").fetchall()
+        entries = conn.execute("SELECT * FROM journal ORDER BY id").fetchall()
+        changes = conn.execute("SELECT value FROM meta WHERE key = 'changes'").fetchone()
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and not p.name.endswith(("-wal", "-shm")))  # SQLite's own side files come and go
+    return rows, entries, changes, (folder / "manifest.csv").read_bytes(), files
 
 
 def _temp_files(root: Path) -> list[str]:
@@ -35,19 +44,48 @@ def _temp_files(root: Path) -> list[str]:
 # --- the Nth write fails ------------------------------------------------------------------------------
 
 
+SQL_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT")
+
+
 class FailAt:
-    """Make the nth disk write (a temp file made, or data flushed with fsync) fail with ENOSPC."""
+    """Make the nth disk write fail: a temp file made or data flushed with fsync (ENOSPC), or a statement
+    that writes to a SQLite store, its COMMIT included (SQLITE_FULL, raised before the statement runs, as
+    SQLite fails a write it has no room for)."""
 
     def __init__(self, monkeypatch, n: int):
         self.n, self.calls = n, 0
-        real_fsync, real_mkstemp = os.fsync, tempfile.mkstemp
+        real_fsync, real_mkstemp, real_connect = os.fsync, tempfile.mkstemp, sqlite3.connect
         monkeypatch.setattr(os, "fsync", lambda fd: self._step() or real_fsync(fd))
         monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: self._step() or real_mkstemp(*a, **k))
+        step = self._sql_step
+
+        class Connection(sqlite3.Connection):
+            wrote = False  # a COMMIT writes only what its transaction changed
+
+            def execute(self, sql, *args):
+                self.wrote = step(sql, self.wrote)
+                return super().execute(sql, *args)
+
+            def executemany(self, sql, *args):
+                self.wrote = step(sql, self.wrote)
+                return super().executemany(sql, *args)
+        monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": Connection}))
 
     def _step(self) -> None:
         self.calls += 1
         if self.calls == self.n:
             raise OSError(errno.ENOSPC, "No space left on device")
+
+    def _sql_step(self, sql: str, wrote: bool) -> bool:
+        """Count a statement that writes; whether its transaction has written so far."""
+        verb = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if verb in SQL_WRITES and (verb != "COMMIT" or wrote):
+            self.calls += 1
+            if self.calls == self.n:
+                exc = sqlite3.OperationalError("database or disk is full")
+                exc.sqlite_errorcode = sqlite3.SQLITE_FULL
+                raise exc
+        return verb not in ("COMMIT", "ROLLBACK") and (wrote or verb in SQL_WRITES)
 
 
 @pytest.fixture
@@ -202,25 +240,74 @@ def test_on_a_really_full_disk_edits_undo_purge_and_runs_refuse_plainly_and_chan
     assert [e["id"] for e in journal.history("pets")] == [1, 2]
 
 
-def test_an_edit_a_crash_left_half_made_reads_whole_while_the_disk_is_full(tiny_disk, mk):
+class _KilledBeforeClose(sqlite3.Connection):
+    """A store connection whose process dies as it closes after a commit: the log holds the commit,
+    not yet copied into the database file."""
+
+    committed = False
+
+    def execute(self, sql, *args):
+        result = super().execute(sql, *args)
+        self.committed |= sql.strip().upper() == "COMMIT"
+        return result
+
+    def close(self):
+        if self.committed:
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().close()
+
+
+def test_an_edit_a_crash_left_in_the_log_reads_whole_while_the_disk_is_full(tiny_disk, mk):
     data.import_zip(mk.zip(mk.class_members({"cat": 4, "dog": 4})), "pets")
     path = sorted(workspace.read_manifest("pets")["path"])[0]
     pid = os.fork()
-    if pid == 0:  # killed between the journal entry and the manifest
+    if pid == 0:
         try:
-            workspace.write_manifest = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+            real = sqlite3.connect
+            sqlite3.connect = lambda *a, **k: real(*a, **{**k, "factory": _KilledBeforeClose})
             journal.edit("pets", "relabel", [path], "fox")
         finally:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status)
+    folder = workspace.dataset_dir("pets")
+    assert (folder / "manifest.sqlite-wal").stat().st_size > 0  # the commit is in the log only
+    filler = _fill(tiny_disk)
+    df = workspace.read_manifest("pets")
+    assert df.set_index("path").loc[path, "label"] == "fox" and [e["id"] for e in journal.history("pets")] == [1]
+    try:  # the log may be reused in place once its commit is copied into the file: no new room needed
+        landed = journal.edit("pets", "relabel", [path], "owl").entry == 2
+    except DiskFull as exc:
+        assert "could not save this edit (relabel 1 image as 'owl'); nothing was changed" in str(exc), exc
+        landed = False
+    assert workspace.read_manifest("pets").set_index("path").loc[path, "label"] == ("owl" if landed else "fox")
+    filler.unlink()
+    if not landed:
+        assert journal.edit("pets", "relabel", [path], "owl").entry == 2
+    assert workspace.read_manifest("pets").set_index("path").loc[path, "label"] == "owl"
+    assert [e["id"] for e in journal.history("pets")] == [1, 2]
+
+
+def test_an_old_dataset_a_crash_left_half_made_reads_whole_while_the_disk_is_full(tiny_disk, mk):
+    """A dataset of the older format whose journal is ahead of its manifest (a crash between its two
+    writes) cannot be migrated on a full disk, yet reads with the edit; with room again it migrates."""
+    data.import_zip(mk.zip(mk.class_members({"cat": 4, "dog": 4})), "pets")
+    folder = workspace.dataset_dir("pets")
+    path = sorted(workspace.read_manifest("pets")["path"])[0]
+    for side in ("manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm"):
+        (folder / side).unlink(missing_ok=True)
+    entry = {"id": 1, "time": "2026-01-01T00:00:00", "action": "relabel", "field": "label", "value": "fox",
+             "source": "review", "changes": [{"path": path, "before": "cat", "after": "fox"}]}
+    (folder / "journal.jsonl").write_text(json.dumps(entry) + "\n")
+    (folder / "journal.applied.json").write_text('{"journal_bytes": 0}')
+    csv_before = (folder / "manifest.csv").read_bytes()
     filler = _fill(tiny_disk)
     assert not editlog.in_step("pets")
-    df = workspace.read_manifest("pets")  # cannot save the settled manifest, but reads it settled
+    df = workspace.read_manifest("pets")  # cannot migrate, but reads the journal's state
     assert df.set_index("path").loc[path, "label"] == "fox" and [e["id"] for e in journal.history("pets")] == [1]
-    stored = workspace.load_manifest_file(workspace.dataset_dir("pets")).set_index("path")
-    assert stored.loc[path, "label"] == "cat"
+    assert (folder / "manifest.csv").read_bytes() == csv_before and not (folder / "manifest.sqlite").exists()
+    assert _temp_files(tiny_disk) == [] and not list(folder.glob(".manifest.sqlite.migrating*"))
     filler.unlink()
-    workspace.read_manifest("pets")
-    assert editlog.in_step("pets")
-    assert workspace.load_manifest_file(workspace.dataset_dir("pets")).set_index("path").loc[path, "label"] == "fox"
+    assert workspace.read_manifest("pets").set_index("path").loc[path, "label"] == "fox"
+    assert editlog.in_step("pets") and (folder / "manifest.sqlite").exists()
+    assert not (folder / "journal.jsonl").exists() and [e["id"] for e in journal.history("pets")] == [1]

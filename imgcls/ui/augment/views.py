@@ -33,7 +33,8 @@ PER_ROW = 4  # preview tiles a row (the original and its versions), so captions 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _sources(folder: str, mtime_ns: int, size: int, paths: tuple, hashes: tuple, side: int,
              interpolation: str) -> np.ndarray:
-    return imgcache.load_images(Path(folder), list(paths), list(hashes), side, interpolation)
+    # a few preview sources: read into one array, which st.cache_data can keep
+    return np.asarray(imgcache.load_images(Path(folder), list(paths), list(hashes), side, interpolation))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

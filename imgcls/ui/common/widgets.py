@@ -11,10 +11,11 @@ import streamlit as st
 
 from imgcls.ingest import imports as data
 from imgcls.ingest.images import ImageProblem
-from imgcls.store import workspace
+from imgcls.store import manifeststore, workspace
 from imgcls.store.workspace import WorkspaceError
-from imgcls.ui.common import cached, nav, state
+from imgcls.ui.common import nav, state
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.data.imports import show_skipped
 from imgcls.vision.thumbs import thumbnail_path
 
@@ -116,8 +117,8 @@ def add_images_expander(has_dataset: bool):
 
 
 def show_overview(name: str) -> None:
-    """Counts, images per class and split, and image sizes of a dataset."""
-    summary = cached.summary(name)
+    """Counts, images per class and split, and image sizes of a dataset (from counts, not the whole table)."""
+    summary = dataset_rows.summary(name)
     splits = summary["splits"]
     cols = st.columns(6 if summary["excluded"] else 5)
     cols[0].metric("Images", f"{summary['images']:,}")
@@ -130,7 +131,7 @@ def show_overview(name: str) -> None:
     if not summary["images"]:
         st.info("Every image of this dataset is excluded.")
         return
-    counts, sizes = cached.figures(name)
+    counts, sizes = dataset_rows.figures(name)
     left, right = st.columns([3, 2])
     left.plotly_chart(counts, key="data.chart.classes")
     right.plotly_chart(sizes, key="data.chart.sizes")
@@ -195,27 +196,26 @@ def _tile(name: str, folder: Path, row, i: int) -> bool:
 @st.fragment
 def show_thumbnail_grid(name: str) -> None:
     """One page of thumbnails of a chosen class, each opening large on a click; a fragment, so paging and
-    opening an image redraw only the grid. Thumbnails are made only for the page shown."""
-    df = cached.manifest(name)
-    kept = df[~df["excluded"]]
-    per_class = cached.summary(name)["per_class"]
+    opening an image redraw only the grid. Only the page shown is read from the dataset, and thumbnails
+    are made for it alone."""
+    per_class = dataset_rows.summary(name)["per_class"]
     if not per_class:
         return
     # A partial of a module function, not a lambda: AppTest keeps format_func in session state,
     # which must stay picklable.
     label = st.selectbox("Class", list(per_class), key=f"data.grid.class.{name}",
                          format_func=partial(_class_with_count, per_class))
-    rows = kept[kept["label"] == label]
-    pages = state.page_count(len(rows), PAGE_SIZE)
+    total = per_class[label]
+    pages = state.page_count(total, PAGE_SIZE)
     page = st.pagination(pages, key=f"data.grid.page.{name}.{label}") if pages > 1 else 1
     start = (min(page, pages) - 1) * PAGE_SIZE
-    chunk = rows.iloc[start:start + PAGE_SIZE]
+    chunk = manifeststore.page_rows(name, start, PAGE_SIZE, {"label": label, "excluded": False})
     folder = workspace.dataset_dir(name)
     st.html(TILE_CSS)
     grid = st.container(horizontal=True, gap="small")
     with grid:
         shown = sum(_tile(name, folder, row, i) for i, row in enumerate(chunk.itertuples(index=False)))
-    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {len(rows):,} in class '{plain(label)}'. "
+    st.caption(f"Images {start + 1:,}–{start + len(chunk):,} of {total:,} in class '{plain(label)}'. "
                "Click an image to see it large.")
     if shown < len(chunk):
         st.warning(f"{len(chunk) - shown} images on this page could not be read; they may have been removed "

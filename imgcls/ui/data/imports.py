@@ -14,7 +14,8 @@ from imgcls.ingest import imports as data, samples
 from imgcls.ingest.imports import ImportFailed, ImportReport
 from imgcls.store import access, workspace
 from imgcls.store.workspace import WorkspaceError
-from imgcls.ui.common import cached, signin, state
+from imgcls.ui.common import signin, state
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
 
 SOURCES = ["ZIP file", "Folder on the server", "Images into a class", "Webcam", "Samples"]
@@ -129,7 +130,7 @@ def _class_controls(prefix: str) -> tuple[str, str]:
     label = st.text_input("Class name", key=f"{prefix}.label", placeholder="e.g. cats",
                           help="An existing class to add to, or a new class to create.")
     if workspace.dataset_exists(name):
-        classes = list(cached.summary(name)["per_class"])
+        classes = list(dataset_rows.summary(name)["per_class"])
         st.caption(f"Classes in **{plain(name)}**: " + (", ".join(plain(c) for c in classes[:30]) or "none yet"))
     return name, (label or "").strip()
 

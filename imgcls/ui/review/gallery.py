@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from imgcls.ingest.images import ImageProblem
-from imgcls.store import workspace
-from imgcls.ui.common import cached, state
+from imgcls.store import manifeststore as store, workspace
+from imgcls.ui.common import state
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.reviewing import KEEP, SPLIT_NAMES, page_key, run_edit
 from imgcls.vision.thumbs import thumbnail_path
@@ -72,20 +73,21 @@ def _clear(name: str) -> None:
     _set_selection(name, [])
 
 
-def page_rows(name: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows on the gallery's current page (the page number is kept when it still exists)."""
+def page_rows(name: str, rows) -> pd.DataFrame:
+    """The rows on the gallery's current page (the page number is kept when it still exists); only that
+    page is read from the dataset."""
     _, first = state.kept_page(page_key(name), len(rows), PAGE_SIZE)
-    return rows.iloc[first:first + PAGE_SIZE]
+    return rows.page(first, PAGE_SIZE).assign(position=first + 1)
 
 
-def show_pages(name: str, rows: pd.DataFrame, chunk: pd.DataFrame) -> None:
+def show_pages(name: str, rows, chunk: pd.DataFrame) -> None:
     """Page buttons under the gallery, and which images are shown."""
     pages = state.page_count(len(rows), PAGE_SIZE)
     if pages > 1:
         st.pagination(pages, key=page_key(name), persist_state=KEEP)
     if len(chunk):
-        start = rows.index.get_loc(chunk.index[0]) + 1
-        order = ", most suspicious first" if rows["suspicion"].any() else ""
+        start = int(chunk["position"].iat[0])
+        order = ", most suspicious first" if rows.any_suspicion else ""
         st.caption(f"Images {start:,}–{start + len(chunk) - 1:,} of {len(rows):,}{order}.")
 
 
@@ -144,7 +146,7 @@ def _apply(name: str) -> None:
 
 def _value_controls(name: str, action: str) -> None:
     if action == "relabel":
-        classes = sorted(cached.manifest(name)["label"].unique())
+        classes = dataset_rows.labels(name)
         if st.session_state.get(LABEL) not in [*classes, NEW_CLASS]:
             st.session_state.pop(LABEL, None)
         left, right = st.columns(2)
@@ -161,12 +163,13 @@ def _value_controls(name: str, action: str) -> None:
                       help="Saved in the manifest's note column; an empty note removes the notes.")
 
 
-def bulk_controls(name: str, rows: pd.DataFrame, chunk: pd.DataFrame) -> None:
+def bulk_controls(name: str, rows, chunk: pd.DataFrame) -> None:
     """Select all or none, and one edit (relabel, exclude, restore, move, note) for every ticked image."""
-    known = set(cached.manifest(name)["path"])
-    chosen = [p for p in selection(name) if p in known]  # images deleted for good since were ticked
+    ticked = selection(name)
+    known = store.has_paths(name, ticked) if ticked else set()
+    chosen = [p for p in ticked if p in known]  # images deleted for good since were ticked
     _set_selection(name, chosen)
-    hidden = len(set(chosen) - set(rows["path"]))
+    hidden = len(chosen) - rows.count_of(chosen) if chosen else 0
     with st.container(border=True):
         top = st.container(horizontal=True, vertical_alignment="center")
         top.markdown(f"**{len(chosen):,} selected**" + (f" ({hidden:,} hidden by the filters)" if hidden else ""))

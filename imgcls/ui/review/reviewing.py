@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-import pandas as pd
 import streamlit as st
 
-from imgcls.store import journal
+from imgcls.store import journal, manifeststore as store
 from imgcls.store.workspace import WorkspaceError
-from imgcls.ui.common import cached
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
+from imgcls.ui.review import filtered as review_filtered
 
 # Session-state keys of this page (plain strings, small values). Filters and the page number are
 # widgets kept with persist_state, so they survive a visit to another page; their keys carry the
@@ -155,13 +155,12 @@ def _class_title(value: str) -> str:
 
 def filter_controls(name: str, report: dict | None) -> dict:
     """Filters of the gallery (class, split, finding, excluded), kept for the session; their values."""
-    df = cached.manifest(name)
     kinds = finding_images(report)
-    known = set(df["path"])
+    known = store.has_paths(name, {p for v in kinds.values() for p in v}) if kinds else set()
     counts = {k: sum(p in known for p in v) for k, v in kinds.items()}
     counts = {k: n for k, n in counts.items() if n}
     row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps on a narrow screen
-    classes = df["label"].value_counts().to_dict()
+    classes = dataset_rows.label_counts(name)
     findings = [ALL, *sorted(counts, key=lambda k: -counts[k])]
     values = {
         "class": _pick(row, "Class", [ALL, *sorted(classes)], filter_key(name, "class"), name,
@@ -181,24 +180,16 @@ def filter_controls(name: str, report: dict | None) -> dict:
     return values
 
 
-def filtered_rows(name: str, report: dict | None, filters: dict) -> pd.DataFrame:
-    """The manifest rows the filters keep, most suspicious first, with their suspicion and findings."""
-    df = cached.manifest(name)
-    images = (report or {}).get("images") or {}
-    df = df.assign(suspicion=[float((images.get(p) or {}).get("suspicion") or 0.0) for p in df["path"]],
-                   kinds=[", ".join(kind_title(k).lower() for k in (images.get(p) or {}).get("kinds") or [])
-                          for p in df["path"]])
-    keep = pd.Series(True, index=df.index)
-    if filters.get("class"):
-        keep &= df["label"] == filters["class"]
-    if filters.get("split"):
-        keep &= df["split"] == filters["split"]
+def filtered_rows(name: str, report: dict | None, filters: dict) -> review_filtered.Filtered:
+    """The images the filters keep, most suspicious first, read a page at a time (with their suspicion and
+    findings)."""
+    where: dict = {"label": filters.get("class") or None, "split": filters.get("split") or None}
     if filters.get("finding"):
-        keep &= df["path"].isin(set(finding_images(report).get(filters["finding"], [])))
+        where["paths"] = finding_images(report).get(filters["finding"], [])
     shown = filters.get("excluded", "hide")
     if shown != "show":
-        keep &= df["excluded"] == (shown == "only")
-    return df[keep].sort_values("suspicion", ascending=False, kind="stable")
+        where["excluded"] = shown == "only"
+    return review_filtered.select(name, (report or {}).get("images") or {}, where, kind_title)
 
 
 def suggestions(report: dict | None) -> dict[str, str]:

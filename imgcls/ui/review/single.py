@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from imgcls.health import check as health
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import workspace
-from imgcls.ui.common import cached
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.health import EXPLAIN
 from imgcls.ui.review.reviewing import SPLIT_NAMES, kind_title, run_edit
@@ -59,7 +58,7 @@ def _details(row, suggested: dict, report: dict | None) -> None:
 
 
 def _class_buttons(name: str, row, after: str) -> None:
-    classes = sorted(cached.manifest(name)["label"].unique())
+    classes = dataset_rows.labels(name)
     st.markdown("**This image is a…**")
     row_of_buttons = st.container(horizontal=True)
     for i, label in enumerate(classes):
@@ -78,9 +77,10 @@ def _class_buttons(name: str, row, after: str) -> None:
         st.caption("Keys: 1–9 pick a class, X excludes or restores, ← and → step through the images, Z undoes.")
 
 
-def show_one(name: str, rows: pd.DataFrame, suggested: dict, report: dict | None) -> None:
-    """The current image big, with Previous/Next; assigning a class or excluding moves on to the next one."""
-    paths = list(rows["path"])
+def show_one(name: str, rows, suggested: dict, report: dict | None) -> None:
+    """The current image big, with Previous/Next; assigning a class or excluding moves on to the next one.
+    Only the matching paths and the one image shown are read from the dataset."""
+    paths = rows.paths()
     if not paths:
         st.info("No images match these filters.")
         return
@@ -88,7 +88,7 @@ def show_one(name: str, rows: pd.DataFrame, suggested: dict, report: dict | None
     if st.session_state.get(key) not in paths:
         st.session_state[key] = paths[0]
     i = paths.index(st.session_state[key])
-    row = next(rows.iloc[[i]].itertuples(index=False))
+    row = next(rows.page(i, 1).itertuples(index=False))
     after = paths[i + 1] if i + 1 < len(paths) else row.path
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.button("Previous", key="review.one.previous", icon=":material/arrow_back:", shortcut="Left",

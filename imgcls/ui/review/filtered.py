@@ -1,0 +1,85 @@
+"""The Review gallery's filtered images, read from the dataset's store a page at a time: the images the
+health check finds suspicious come first (most suspicious first), then the rest in import order, as a sort
+of the whole table by suspicion would give them, without loading that table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from imgcls.store import manifeststore as store
+
+# the columns the gallery and the one-at-a-time view show
+COLUMNS = ["path", "label", "split", "hash", "width", "height", "excluded", "source", "note"]
+
+
+def kind_words(kinds, title) -> str:
+    """A row's finding kinds as words for its caption."""
+    return ", ".join(title(k).lower() for k in kinds or [])
+
+
+@dataclass
+class Filtered:
+    """The images the gallery's filters keep, with the count and pages of them."""
+
+    name: str
+    where: dict  # store filters: label, split, excluded, paths
+    suspicious: pd.DataFrame  # the matching images with a suspicion above 0, most suspicious first
+    total: int
+    images: dict = field(default_factory=dict)  # the report's per-image map: suspicion and kinds
+    title: object = str  # a finding kind as words
+
+    def __len__(self) -> int:
+        return self.total
+
+    @property
+    def any_suspicion(self) -> bool:
+        """Whether the order puts suspicious images first."""
+        return bool(len(self.suspicious))
+
+    def _rest(self) -> dict:
+        return {**self.where, "not_paths": list(self.suspicious["path"])}
+
+    def page(self, offset: int, limit: int) -> pd.DataFrame:
+        """Rows `offset`…`offset + limit` in the gallery's order, with their suspicion and finding kinds."""
+        first = self.suspicious.iloc[offset:offset + limit][COLUMNS]
+        more = limit - len(first)
+        parts = [first]
+        if more > 0:
+            start = max(offset - len(self.suspicious), 0)
+            parts.append(store.page_rows(self.name, start, more, self._rest(), columns=COLUMNS))
+        rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else first
+        return self._described(rows.reset_index(drop=True))
+
+    def paths(self) -> list[str]:
+        """Every matching image's path, in the gallery's order (the path column only)."""
+        rest = store.page_rows(self.name, 0, -1, self._rest(), columns=["path"])
+        return [*self.suspicious["path"], *rest["path"]]
+
+    def count_of(self, paths) -> int:
+        """How many of `paths` the filters keep."""
+        return store.count_rows(self.name, **{**self.where, "paths": list(paths)})
+
+    def _described(self, rows: pd.DataFrame) -> pd.DataFrame:
+        info = [self.images.get(p) or {} for p in rows["path"]]
+        return rows.assign(suspicion=[float(i.get("suspicion") or 0.0) for i in info],
+                           kinds=[kind_words(i.get("kinds"), self.title) for i in info])
+
+
+def select(name: str, images: dict, where: dict, title=str) -> Filtered:
+    """The images matching `where` (label, split, excluded, paths), ordered by the report's suspicion."""
+    scores = {p: float((info or {}).get("suspicion") or 0.0) for p, info in images.items()}
+    scores = {p: s for p, s in scores.items() if s > 0}
+    suspicious = store.rows_by_paths(name, scores, columns=[*COLUMNS, "ord"])
+    keep = pd.Series(True, index=suspicious.index)
+    for key in ("label", "split"):
+        if where.get(key):
+            keep &= suspicious[key] == where[key]
+    if where.get("excluded") is not None:
+        keep &= suspicious["excluded"] == bool(where["excluded"])
+    if where.get("paths") is not None:
+        keep &= suspicious["path"].isin(set(where["paths"]))
+    suspicious = suspicious[keep].assign(score=lambda d: d["path"].map(scores))
+    suspicious = suspicious.sort_values(["score", "ord"], ascending=[False, True], kind="stable")
+    return Filtered(name, where, suspicious.reset_index(drop=True), store.count_rows(name, **where), images, title)
