@@ -180,11 +180,11 @@ def ranking(name: str, size: int | None, truth: dict) -> dict:
 
     from imgcls.health import labelerrors, scan as healthscan
     from imgcls.store import workspace
+    from imgcls.vision import features
 
     df = workspace.read_manifest(name)
     df = df[~df["excluded"]].reset_index(drop=True)
-    root = workspace.cache_dir("features") / healthscan.preprocess(size).feature_key()
-    emb = np.stack([np.load(root / f"{h}.npy") for h in df["hash"]])
+    emb = features.cached(healthscan.preprocess(size).feature_key(), df["hash"].tolist())
     quality = labelerrors.rank(df["label"].astype(str).tolist(), emb)["quality"]
     conflicted = {p for pair in truth["conflict"] for p in pair}  # one of each pair is wrong: left out
     keep = [i for i in sorted(quality) if df.at[i, "path"] not in conflicted]

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from imgcls.ingest import imports as data
-from imgcls.vision import imgcache, thumbs
+from imgcls.vision import cachestore, imgcache, thumbs
 from imgcls.store import journal, workspace
 from imgcls.ingest.sources import list_memory
 
@@ -433,6 +433,12 @@ def unreadable_cache_files() -> list[str]:
                     bad.append(f"{path.relative_to(root)}: {img.format} {img.size}")
         except Exception as exc:  # noqa: BLE001 - whatever stops it loading is the finding
             bad.append(f"{path.relative_to(root)}: {exc}")
+    for meta in root.rglob("store.json"):  # chunked stores of decoded images and features: every record reads
+        try:
+            store = cachestore.open_store(meta.parent.parent.name, meta.parent.name).refresh()
+            store.read(np.array(sorted(store.slots.values()), dtype=np.int64))
+        except Exception as exc:  # noqa: BLE001
+            bad.append(f"{meta.parent.relative_to(root)}: {exc}")
     for path in root.rglob("*.npy"):
         try:
             arr = np.load(path, allow_pickle=False)
