@@ -19,15 +19,17 @@ def _best(sims: dict, i: int, members) -> float:
     return max((sims.get((min(i, j), max(i, j)), 0.0) for j in members if j != i), default=0.0)
 
 
-def find(df: pd.DataFrame, emb: np.ndarray | None, hashes: np.ndarray | None) -> dict[str, dict]:
-    """Raw duplicate findings over manifest rows 0…n−1: kind → images, scores, groups, details."""
+def find(df: pd.DataFrame, emb: np.ndarray | None, hashes: np.ndarray | None, progress=None) -> dict[str, dict]:
+    """Raw duplicate findings over manifest rows 0…n−1: kind → images, scores, groups, details
+    (progress(fraction, text) is told as the near-duplicate search goes)."""
     n = len(df)
     exact = [(int(a), int(b), 1.0) for _, rows in df.groupby("hash", sort=False).indices.items()
              for a, b in zip(rows[:-1], rows[1:])]  # a chain links every copy of one file content
     near = []
     if emb is not None and hashes is not None and n > 1:
         exact_hash = df["hash"].to_numpy()
-        near = [p for p in similarity.near_pairs(emb, hashes) if exact_hash[p[0]] != exact_hash[p[1]]]
+        pairs = similarity.near_pairs(emb, hashes, progress=progress)
+        near = [p for p in pairs if exact_hash[p[0]] != exact_hash[p[1]]]
     sims = _pair_sims(exact + near)
     same = similarity.groups(n, exact + near)  # every copy of a picture, exact or near, in one group
     out = {"exact_duplicate": _as_finding(similarity.groups(n, exact), sims),

@@ -16,24 +16,43 @@ OUTLIER_FLOOR = 0.02  # cosine-distance spread floor: tight classes must not fla
 MIN_CLASS_OUTLIER = 5  # a class centre and spread need a handful of images
 
 
-def out_of_sample_probs(emb: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Predicted class probabilities of each image from a head trained on the other folds."""
+def out_of_sample_probs(emb: np.ndarray, y: np.ndarray, seed: int = 0, progress=None) -> np.ndarray:
+    """Predicted class probabilities of each image from a head trained on the other folds.
+
+    One fold at a time, so memory stays a few copies of the features whatever the dataset size; the job's
+    Stop is honoured and progress(fraction, text) told between folds. Measured (the whole `rank`) on 1280-d
+    features of 10 classes with 10% of the labels flipped: 6.9 s and 266 MB beyond the features at 10,000
+    images, 26.6 s and 462 MB at 30,000, 67 s and 1.07 GB at 100,000 (one core): time grows as N^0.8…1.2,
+    memory as about twice the features (a fold's copy in float64 for the solver) over some 170 MB of
+    libraries."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
+    from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
+    from imgcls.health.similarity import normalise
+    from imgcls.jobs import current_token
+
+    token, say = current_token(), progress or (lambda f, t: None)
+    y = np.asarray(y)
     folds = int(min(FOLDS, np.bincount(y).min()))  # stratified folds need every class in every fold
-    head = make_pipeline(Normalizer(), LogisticRegression(max_iter=1000, C=HEAD_C))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    # one BLAS thread: on small problems, threads fighting over two cores made the fit 20× slower
+    unit = normalise(emb)  # unit length once, rather than in every fold
+    probs = np.zeros((len(y), int(y.max()) + 1))
+    # one BLAS thread: threads fighting over two cores made a fit 20× slower on small problems, and 10× on a
+    # fold of 8,000 images (1 s against 11 s)
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")  # convergence chatter on tiny folds is not the user's concern
-        return cross_val_predict(head, emb, y, cv=splitter, method="predict_proba")
+        for k, (train, test) in enumerate(splitter.split(unit, y)):
+            token.check()
+            say(k / folds, f"Checking labels: part {k + 1} of {folds}")
+            head = LogisticRegression(max_iter=1000, C=HEAD_C).fit(unit[train], y[train])
+            probs[np.ix_(test, head.classes_)] = head.predict_proba(unit[test])
+    token.check()
+    say(1.0, "Checking labels: done")
+    return probs
 
 
-def rank(labels: list[str], emb: np.ndarray) -> dict:
+def rank(labels: list[str], emb: np.ndarray, progress=None) -> dict:
     """Likely label errors, most likely first: indices, scores (1 − label quality) and suggested labels.
 
     Classes with fewer than two images cannot be cross-validated and are left out, as are datasets
@@ -51,7 +70,7 @@ def rank(labels: list[str], emb: np.ndarray) -> dict:
         return empty
     classes = sorted(kept)
     y = np.array([classes.index(lab) for lab in labels[usable]])
-    probs = out_of_sample_probs(emb[usable], y)
+    probs = out_of_sample_probs(emb[usable] if len(usable) < len(labels) else emb, y, progress=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns about classes of few images; we handle them
         issues = find_label_issues(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
