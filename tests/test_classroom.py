@@ -22,6 +22,7 @@ from imgcls.evaluate.evaluation import compute_metrics, split_probabilities
 from imgcls.ingest.imports import import_files
 from imgcls.store import access, runs, workspace
 from imgcls.train.run import TrainConfig, prepare_run, run
+from imgcls.vision import cachestore
 from imgcls.vision.checkpoint import load_run_model
 
 COLOURS = (("red", (150, 100, 100)), ("green", (100, 150, 100)), ("blue", (100, 100, 150)))
@@ -56,6 +57,15 @@ def _people(home: Path) -> types.SimpleNamespace:
 def _as(user: access.User):
     """Work in this user's workspace, as the app does for each signed-in person."""
     return workspace.use(access.user_root(user))
+
+
+def _cached_hashes(root: Path) -> set[str]:
+    """Every image hash a workspace's caches hold: decoded images and features, in the chunked stores."""
+    found = {p.stem for p in root.rglob("*.npy")}
+    with workspace.use(root):
+        for meta in root.rglob("store.json"):
+            found |= set(cachestore.open_store(meta.parent.parent.name, meta.parent.name).slots)
+    return found
 
 
 def _make_dataset(name: str, per_class: int = 10) -> str:
@@ -242,7 +252,7 @@ def test_the_hidden_test_never_reaches_a_students_workspace(room):
         root = access.user_root(user)
         digests = _file_digests(root)
         assert digests and not digests & set(hidden["hash"]), who
-        cached = {p.stem for p in root.rglob("*.npy")}
+        cached = _cached_hashes(root)
         assert cached and not cached & set(hidden["hash"]), who  # nor decoded or embedded copies of them
         with _as(user):
             copy = workspace.read_manifest(room.copies[who])
@@ -252,7 +262,7 @@ def test_the_hidden_test_never_reaches_a_students_workspace(room):
     with _as(people.alice):
         assert shared.origin(room.copies["alice"])["class_name"] == "Biology 7b"
     assert not _file_digests(shared.shared_dir(info.id, "colours")) & set(hidden["hash"])
-    scored = {p.stem for p in scoring.scoring_home(info.id).rglob("*.npy")}
+    scored = _cached_hashes(scoring.scoring_home(info.id))
     assert scored == set(hidden["hash"])  # the server decoded them on its own side
 
 
