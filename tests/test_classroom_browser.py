@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from signin_helpers import (CHROMIUM, CHROMIUM_FLAGS, App, app_text, colour_png, new_page, open_page,
                             rerun_after, run_app, sign_in)
+from waiting import wait_for
 
 if not CHROMIUM and not os.environ.get("IMGCLS_REQUIRE_BROWSER"):
     pytest.skip("no Chromium installed (apt-get install chromium)", allow_module_level=True)
@@ -66,16 +66,6 @@ def _import_zip(page, app: App, archive: Path) -> None:
     page.get_by_text(f"Overview of {archive.stem}").first.wait_for(timeout=60_000)
 
 
-def _wait_for(check, seconds: float, what: str):
-    end = time.time() + seconds
-    while time.time() < end:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
 def _class_folder(home: Path) -> Path:
     (folder,) = [p for p in (home / "classes").iterdir() if p.is_dir()]
     return folder
@@ -97,7 +87,7 @@ def _train_on_the_page(person: Person, app: App, epochs: int) -> str:
                 return status.parent.name
             assert state not in ("failed", "cancelled"), status.read_text()
         return None
-    return _wait_for(finished, 400, f"{person.name}'s run to finish")
+    return wait_for(f"{person.name}'s run to finish", finished, 400, 0.5)
 
 
 def _board(page) -> list[dict]:
@@ -183,7 +173,7 @@ def _the_class(app, browser, teacher, students, tmp):
         found = [(json.loads((p.parent / "submission.json").read_text()), json.loads(p.read_text()))
                  for p in folder.glob("submissions/*/score.json")]
         return found if len(found) == 2 else None
-    scores = _wait_for(scored, 400, "both scores")
+    scores = wait_for("both scores", scored, 400, 0.5)
     assert all(score["images"] == len(hidden) for _, score in scores)
     ranked = sorted(scores, key=lambda m: (-m[1]["accuracy"], -m[1]["macro_f1"]))
 

@@ -15,6 +15,7 @@ import pytest
 from imgcls import jobs
 from imgcls.store import workspace
 from imgcls.jobs import procs, slots
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # a stand-in job: says which GPU its slot let it see and which slot it holds, then waits to be stopped
@@ -23,13 +24,7 @@ SLEEPER = ("import os, time; print('sees', os.environ.get('CUDA_VISIBLE_DEVICES'
 
 
 def _wait(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(what, check, timeout)
 
 
 @pytest.fixture

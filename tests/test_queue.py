@@ -18,19 +18,14 @@ from imgcls.jobs import history, slots
 from imgcls.store import access, quotas, workspace
 from imgcls.ui.common import jobview
 from authhelpers import write_config
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SLEEPER = "import time; time.sleep(120)"
 
 
 def _wait(what: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(what, check, timeout)
 
 
 def appender(order: Path, name: str) -> str:

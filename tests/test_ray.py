@@ -27,6 +27,7 @@ from imgcls.jobs import procs, raycluster, statusfile  # noqa: E402
 from imgcls.store import runs, workspace  # noqa: E402
 from imgcls.train import runjobs  # noqa: E402
 from imgcls.train.run import TrainConfig, prepare_run  # noqa: E402
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"strategy": "linear", "epochs": 1, "img_size": 64, "batch_size": 8}
@@ -114,13 +115,7 @@ def on_ray(cluster, imgcls_home, monkeypatch):
 
 
 def _wait(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(what, check, timeout)
 
 
 def _ray(address: str):
