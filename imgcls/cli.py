@@ -323,7 +323,7 @@ def cmd_health(args) -> dict:
     if args.job:  # started by the app: progress and the outcome go to datasets/NAME/health-status.json
         report = run_job(args.name, device=args.device, echo=echo)
     else:
-        report = check(args.name, progress=echo, device=args.device)
+        report = check(args.name, progress=echo, device=args.device, img_size=args.img_size)
     if not args.json:
         print(f"Health of '{args.name}': {report['score']}/100 ({report['images_checked']} images checked)")
         for f in report["findings"]:
@@ -489,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("health", help="check a dataset: wrong labels, copies, leaks, poor images")
     p.add_argument("name")
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps (features are cached either way)")
+    p.add_argument("--img-size", type=ranges.TRAIN["img_size"].parse, default=None,
+                   help="embed at this size (default: a default linear run's, whose features it then reuses)")
     p.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # a background check started by the app
     p.set_defaults(func=cmd_health)
     p = verbs.add_parser("measure-labels")  # the Augment page's background measurement

@@ -152,9 +152,9 @@ def _look_checks(df: pd.DataFrame, stats: dict) -> dict:
     return {kind: _raw(idx, sc) for kind, (idx, sc) in (sizes | looks).items()}
 
 
-def _label_checks(df: pd.DataFrame, emb: np.ndarray) -> dict:
+def _label_checks(df: pd.DataFrame, emb: np.ndarray, progress=None) -> dict:
     labels = df["label"].astype(str).tolist()
-    ranked = labelerrors.rank(labels, emb)
+    ranked = labelerrors.rank(labels, emb, progress=progress)
     suggested = dict(zip(ranked["indices"], ranked["suggested"]))
     out_idx, out_z = labelerrors.outliers(labels, emb)
     return {"label_error": _raw(ranked["indices"], ranked["scores"], suggested=suggested,
@@ -182,11 +182,11 @@ def check(name: str, *, progress: Callable[[float, str], None] | None = None, de
         df = df[scan["ok"]].reset_index(drop=True)
         raw.update(_look_checks(df, scan["stats"]))
         say(0.84, "Looking for copies")
-        raw.update(duplicates.find(df, scan["emb"], scan["hashes"]))
+        raw.update(duplicates.find(df, scan["emb"], scan["hashes"], progress=lambda f, t: say(0.84 + 0.06 * f, t)))
         leaked = set(df.loc[raw["leakage"]["images"], "path"])
         raw["leakage"]["details"].update(duplicates.leak_effect(name, leaked) if leaked else {})
         say(0.9, "Looking for wrong labels")
-        raw.update(_label_checks(df, scan["emb"]))
+        raw.update(_label_checks(df, scan["emb"], progress=lambda f, t: say(0.9 + 0.09 * f, t)))
         raw["class_imbalance"] = _imbalance(df)
     raw["unreadable"] = _unreadable(name, df, failed)
     report = _assemble(name, df, raw, versions.dataset_version(name, full), started)
