@@ -69,6 +69,20 @@ def _writer(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], env=os.environ.copy(), **kw)
 
 
+def test_a_view_sent_to_a_loader_worker_reads_the_same_records_without_the_whole_index():
+    import pickle
+
+    store = cachestore.open_store("decoded", "w")
+    digests = [f"digest-{i:06d}" for i in range(5000)]
+    store.append(digests, np.stack([_record(d, (2, 2, 3)) for d in digests]))
+    view = cachestore.RecordView(store, store.lookup(digests[::-7]))
+    sent = pickle.dumps(view)  # what a DataLoader worker process receives
+    assert len(sent) < 70_000  # the slots asked for (8 bytes each), not 5,000 hashes and their slots
+    landed = pickle.loads(sent)
+    assert np.array_equal(np.asarray(landed), np.asarray(view))
+    assert list(landed.store.lookup(["digest-000003", "nothing"])) == [3, -1]  # the index is read when asked
+
+
 def test_writers_in_several_processes_store_each_record_once(small_shards):
     names = [f"d{i}" for i in range(40)]
     procs = [_writer(names[i * 10:i * 10 + 25]) for i in range(3)]  # overlapping sets
@@ -130,6 +144,7 @@ def test_the_decoded_view_reads_like_the_array_a_direct_decode_makes(small_shard
     np.save(legacy / "hash3.npy", np.full((24, 24, 3), 7, np.uint8))
     view = imgcache.load_images(tmp_path, paths, hashes, 24)
     direct[3] = 7
+    assert not (legacy / "hash3.npy").exists()  # moved into the store, not kept twice
     assert len(view) == 13 and view.shape == (13, 24, 24, 3) and view.dtype == np.uint8
     assert np.array_equal(np.asarray(view), direct)
     assert np.array_equal(view[4], direct[4]) and np.array_equal(view[-1], direct[-1])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imgcls.store import editlog, journal, manifeststore as store, versions, workspace
+from imgcls.store import editlog, journal, manifestquery, manifeststore as store, versions, workspace
 
 LABELS = ("cat", "dog", "fox", "owl")
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace-0.1"
@@ -60,6 +60,28 @@ def test_an_edit_writes_the_same_statements_at_any_size():
     assert not any("manifest.csv" in s for s in edit_writes)
 
 
+def test_undo_and_redo_parse_only_the_entries_they_act_on(monkeypatch):
+    import json
+
+    _dataset("d", 3000)
+    paths = [f"images/r{i:06d}.png" for i in range(3000)]
+    journal.edit("d", "relabel", paths, "emu")  # one entry naming every image
+    journal.edit("d", "note", paths[:5], "blurry")
+    journal.edit("d", "exclude", paths[5:7])
+    journal.undo("d")
+    parsed = []
+    real = json.loads
+    monkeypatch.setattr(store.json, "loads", lambda text, *a, **k: (parsed.append(len(text)), real(text, *a, **k))[1])
+    nxt = journal.pending("d")
+    assert nxt["undo"]["action"] == "note" and nxt["redo"]["action"] == "exclude"
+    assert len(parsed) == 2 and max(parsed) < 2000  # the two entries shown, not the 3,000-image one
+    parsed.clear()
+    journal.undo("d")  # the note goes; only its entry is read
+    assert len(parsed) == 1 and journal.pending("d")["undo"]["action"] == "relabel"
+    assert manifestquery.count_rows("d", label="emu") == 3000
+    assert [e["action"] for e in journal.latest("d", 2)[0]] == ["undo", "undo"] and journal.latest("d", 2)[1] == 5
+
+
 def test_an_edit_leaves_manifest_csv_unwritten_until_the_table_is_read_whole():
     _dataset("d", 50)
     folder = workspace.dataset_dir("d")
@@ -84,7 +106,7 @@ def test_csv_export_equals_the_store_after_edits_undo_and_purge():
     journal.purge_excluded("d")  # rows go: the export follows at once
     folder = workspace.dataset_dir("d")
     exported = workspace.load_manifest_file(folder)
-    assert len(exported) == 300 - 31 and store.count_rows("d") == len(exported)
+    assert len(exported) == 300 - 31 and manifestquery.count_rows("d") == len(exported)
     pd.testing.assert_frame_equal(exported, store.read_all(folder, export=False))
     assert editlog.in_step("d")
 
@@ -192,23 +214,23 @@ def test_kill_9_mid_edit_leaves_the_edit_whole_or_absent(monkeypatch, where):
 def test_paging_queries_answer_as_pandas_does():
     df = _dataset("d", 1000)
     kept = df[~df["excluded"]]
-    assert store.count_rows("d") == 1000
-    assert store.count_rows("d", excluded=False) == len(kept)
-    assert store.count_rows("d", label="fox", split="val", excluded=False) == \
+    assert manifestquery.count_rows("d") == 1000
+    assert manifestquery.count_rows("d", excluded=False) == len(kept)
+    assert manifestquery.count_rows("d", label="fox", split="val", excluded=False) == \
         len(kept[(kept["label"] == "fox") & (kept["split"] == "val")])
-    counts = {(lb, sp, ex): n for lb, sp, ex, n in store.class_counts("d")}
+    counts = {(lb, sp, ex): n for lb, sp, ex, n in manifestquery.class_counts("d")}
     assert counts == {k: int(v) for k, v in df.groupby(["label", "split", "excluded"]).size().items()}
-    page = store.page_rows("d", 48, 24, {"label": "owl", "excluded": False})
+    page = manifestquery.page_rows("d", 48, 24, {"label": "owl", "excluded": False})
     expected = kept[kept["label"] == "owl"].iloc[48:72].reset_index(drop=True)
     pd.testing.assert_frame_equal(page, expected)
-    by_path = store.page_rows("d", 0, 5, order="path", filters={"split": "test"})
+    by_path = manifestquery.page_rows("d", 0, 5, order="path", filters={"split": "test"})
     assert list(by_path["path"]) == sorted(df[df["split"] == "test"]["path"])[:5]
     wanted = ["images/r000900.png", "gone.png", "images/r000003.png"]
-    assert list(store.rows_by_paths("d", wanted)["path"]) == ["images/r000900.png", "images/r000003.png"]
+    assert list(manifestquery.rows_by_paths("d", wanted)["path"]) == ["images/r000900.png", "images/r000003.png"]
     subset = {"paths": [f"images/r{i:06d}.png" for i in range(0, 1000, 7)], "not_paths": ["images/r000007.png"]}
-    assert store.count_rows("d", **subset) == len(range(0, 1000, 7)) - 1
-    assert store.labels("d") == sorted(LABELS)
-    sizes = {(w, h): n for w, h, n in store.size_counts("d")}
+    assert manifestquery.count_rows("d", **subset) == len(range(0, 1000, 7)) - 1
+    assert manifestquery.labels("d") == sorted(LABELS)
+    sizes = {(w, h): n for w, h, n in manifestquery.size_counts("d")}
     assert sizes == {k: int(v) for k, v in kept.groupby(["width", "height"]).size().items()}
 
 

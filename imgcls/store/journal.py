@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgcls.store import editlog, manifeststore as store, stale, workspace
+from imgcls.store import editlog, manifestquery, manifeststore as store, stale, workspace
 from imgcls.store.editlog import plain as _plain, same as _same
 from imgcls.store.workspace import WorkspaceError
 
@@ -139,7 +139,7 @@ def edit(name: str, action: str, paths, value=None, *, source: str = "review", e
     wanted = list(dict.fromkeys(str(p) for p in paths))
     asked = {"action": action, "value": value, "changes": wanted}  # what a failure before the read names
     with editlog.editing(name, lambda: f"this edit ({describe(entry or asked)})") as conn:
-        df = store.rows_by_paths(name, wanted, columns=["path", col, "source"], conn=conn)
+        df = manifestquery.rows_by_paths(name, wanted, columns=["path", col, "source"], conn=conn)
         current = dict(zip(df["path"], df[col]))
         edited = set(wanted)
         shown = {str(p): v for p, v in (expect or {}).items() if str(p) in edited}
@@ -177,17 +177,16 @@ def _step(name: str, kind: str, expect: int | None = None) -> EditResult | None:
     result = EditResult(kind)
     target = None
     with editlog.editing(name, lambda: f"this {kind} ({describe(target)})" if target else f"this {kind}") as conn:
-        entries = editlog.entries(name)  # under the lock: the journal the rows follow
-        done, undone = _stacks(entries)
+        done, undone = _stacks(store.entry_heads(name, conn))  # under the lock: the journal the rows follow
         stack = done if kind == "undo" else undone
         if not stack:
             return None
-        target = next(e for e in entries if e.get("id") == stack[-1])
+        target = store.entries_by_id(name, [stack[-1]], conn)[stack[-1]]
         if expect is not None and target["id"] != expect:
             raise EditRefused(f"Another edit was made meanwhile (in another tab?): {kind} would now "
                               f"{kind} '{describe(target)}'. Press {kind.capitalize()} again if that is what you want.")
         col = target["field"]
-        df = store.rows_by_paths(name, [c["path"] for c in target["changes"]], columns=["path", col], conn=conn)
+        df = manifestquery.rows_by_paths(name, [c["path"] for c in target["changes"]], columns=["path", col], conn=conn)
         current = dict(zip(df["path"], df[col]))
         want, have = ("before", "after") if kind == "undo" else ("after", "before")
         changes = []
@@ -246,10 +245,17 @@ def in_force(name: str, upto: int | None = None) -> list[dict]:
 
 def pending(name: str) -> dict:
     """What undo and redo would do next: {'undo': entry|None, 'redo': entry|None}."""
-    entries = history(name)
-    done, undone = _stacks(entries)
-    by_id = {e.get("id"): e for e in entries}
-    return {"undo": by_id.get(done[-1]) if done else None, "redo": by_id.get(undone[-1]) if undone else None}
+    editlog.settle(name)
+    done, undone = _stacks(store.entry_heads(name))
+    nxt = {"undo": done[-1] if done else None, "redo": undone[-1] if undone else None}
+    by_id = store.entries_by_id(name, nxt.values())
+    return {kind: by_id.get(i) for kind, i in nxt.items()}
+
+
+def latest(name: str, last: int) -> tuple[list[dict], int]:
+    """The `last` newest journal entries, oldest first, and how many there are in all."""
+    editlog.settle(name)
+    return store.latest_entries(name, last)
 
 
 def purge_excluded(name: str, paths=None) -> EditResult:
@@ -260,9 +266,9 @@ def purge_excluded(name: str, paths=None) -> EditResult:
     folder = workspace.dataset_dir(name)
     wanted = {"excluded": True} if paths is None else {"excluded": True, "paths": list(map(str, paths))}
     with workspace.dataset_lock(name):
-        asked = store.count_rows(name, **wanted)  # what a failure before the read names
+        asked = manifestquery.count_rows(name, **wanted)  # what a failure before the read names
         with editlog.editing(name, lambda: f"the deletion of {_count(len(result.changed) or asked)}") as conn:
-            gone = store.page_rows(name, 0, -1, wanted, columns=["path"])["path"].tolist()
+            gone = manifestquery.page_rows(name, 0, -1, wanted, columns=["path"])["path"].tolist()
             if not gone:
                 return result
             result.changed = gone

@@ -21,7 +21,8 @@ only its mtime moves on, so what keys caches on that file's stat sees the change
 
 Old datasets (manifest.csv and journal.jsonl only) are migrated on first open, under the dataset's lock:
 the store is built in a temporary file and renamed into place, so a crash before the rename leaves the old
-files as they were, to be migrated again; the old journal files go once the store holds their entries.
+files as they were, to be migrated again; the old journal files go once the store holds their entries
+(`manifestlegacy`). The pages' reads are in `manifestquery`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from imgcls.store import workspace
 
@@ -95,7 +96,7 @@ def is_full(exc: BaseException, folder: Path | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def _full_as(what, folder: Path | None = None):
+def full_as(what, folder: Path | None = None):
     """A full disk met in the block becomes DiskFull naming `what` (text, or a function giving it)."""
     try:
         yield
@@ -128,7 +129,9 @@ def connect(name_or_folder) -> sqlite3.Connection:
     if not path.exists():
         if not (folder / CSV).exists():
             raise workspace.WorkspaceError(f"There is no dataset '{folder.name}' in the workspace.")
-        _migrate(folder)
+        from imgcls.store import manifestlegacy
+
+        manifestlegacy.migrate(folder)
     return _connect(path)
 
 
@@ -145,7 +148,9 @@ def reading(name_or_folder):
         conn = connect(folder)
         conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
     except workspace.DiskFull:
-        conn = _legacy_in_memory(folder)
+        from imgcls.store import manifestlegacy
+
+        conn = manifestlegacy.in_memory(folder)
     except sqlite3.OperationalError as exc:
         if conn is not None:
             conn.close()
@@ -164,10 +169,10 @@ def transaction(name_or_folder, what="this change"):
     disk becomes DiskFull naming `what`, text or a function giving it). The change counter moves on with
     it when the block changed anything."""
     folder = folder_of(name_or_folder)
-    with _full_as(what, folder):
+    with full_as(what, folder):
         conn = connect(folder)
     try:
-        with _full_as(what, folder):
+        with full_as(what, folder):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 start = conn.total_changes
@@ -193,22 +198,7 @@ def _read_only(db: Path) -> sqlite3.Connection:
     return walread.open_in_memory(db)
 
 
-def _legacy_in_memory(folder: Path) -> sqlite3.Connection:
-    """An older-format dataset's rows and journal in an in-memory store, for reads while it cannot be
-    migrated (a full disk); the next open with room migrates it."""
-    from imgcls.store import editlog
-
-    df, journal = editlog.legacy_state(folder)
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.executescript(SCHEMA)
-    conn.execute("INSERT INTO meta VALUES ('changes', 0), ('exported', 0), ('store', 'legacy')")
-    _insert_rows(conn, df)
-    conn.executemany("INSERT OR REPLACE INTO journal VALUES (?, ?)",
-                     ((int(e["id"]), json.dumps(e, ensure_ascii=False)) for e in journal))
-    return conn
-
-
-def _create(path: Path, journal_mode: str) -> sqlite3.Connection:
+def create_store(path: Path, journal_mode: str) -> sqlite3.Connection:
     conn = _connect(path)
     conn.execute(f"PRAGMA journal_mode = {journal_mode}")
     conn.executescript(SCHEMA)
@@ -229,7 +219,7 @@ def _as_bool(value) -> bool:
     return value.strip().lower() in ("true", "1") if isinstance(value, str) else bool(value)
 
 
-def _insert_rows(conn: sqlite3.Connection, df: pd.DataFrame) -> None:
+def insert_rows(conn: sqlite3.Connection, df: pd.DataFrame) -> None:
     df = df if "note" in df else df.assign(note="")
     columns = [df[c].tolist() for c in COLUMNS]
     at = COLUMNS.index("excluded")
@@ -243,49 +233,16 @@ def _insert_rows(conn: sqlite3.Connection, df: pd.DataFrame) -> None:
                      records())
 
 
-def _migrate(folder: Path) -> None:
-    """Build the store of a dataset that has only manifest.csv (and maybe journal.jsonl), crash-safe."""
-    from imgcls.store import editlog
-
-    with workspace.dataset_lock(folder.name) if folder.parent == workspace.datasets_dir() else contextlib.nullcontext():
-        if (folder / DB).exists():
-            return  # migrated by another process meanwhile
-        df, journal = editlog.legacy_state(folder)  # the old manifest brought up to its old journal
-        tmp = folder / f".{DB}.migrating"
-        for leftover in (tmp, Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)  # from a migration a crash cut short
-        what = f"the dataset '{folder.name}' in its new format"
-        conn = None
-        with workspace.saving(what), _full_as(what, folder):
-            try:
-                conn = _create(tmp, "DELETE")  # no -wal file beside a file about to be renamed
-                conn.execute("BEGIN")
-                _insert_rows(conn, df)
-                conn.executemany("INSERT OR REPLACE INTO journal VALUES (?, ?)",
-                                 ((int(e["id"]), json.dumps(e, ensure_ascii=False)) for e in journal))
-                conn.execute("COMMIT")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.close()
-                os.replace(tmp, folder / DB)
-            except BaseException:
-                if conn is not None:
-                    conn.close()
-                for leftover in (tmp, Path(f"{tmp}-journal")):
-                    leftover.unlink(missing_ok=True)
-                raise
-        editlog.drop_legacy(folder)
-
-
 def replace_rows(folder: Path, df: pd.DataFrame) -> None:
     """Replace every row of a dataset's store with `df` (an import's new manifest); the journal stays."""
     folder = Path(folder)
     if not (folder / DB).exists() and not (folder / CSV).exists():
         with workspace.saving(f"the manifest of '{folder.name}'"):
             folder.mkdir(parents=True, exist_ok=True)
-        _create(folder / DB, "WAL").close()
+        create_store(folder / DB, "WAL").close()
     with transaction(folder, f"the manifest of '{folder.name}'") as conn:
         conn.execute("DELETE FROM rows")
-        _insert_rows(conn, df)
+        insert_rows(conn, df)
 
 
 def _meta(conn: sqlite3.Connection, key: str):
@@ -304,7 +261,7 @@ def stamp(name_or_folder) -> tuple[str, str, int]:
         return str(folder), str(_meta(conn, "store")), int(_meta(conn, "changes"))
 
 
-def _frame(cursor, columns: list[str]) -> pd.DataFrame:
+def as_frame(cursor, columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     df = pd.DataFrame(list(cursor), columns=columns)
@@ -318,7 +275,7 @@ def _frame(cursor, columns: list[str]) -> pd.DataFrame:
     return df
 
 
-def _select(columns=None) -> tuple[str, list[str]]:
+def select_sql(columns=None) -> tuple[str, list[str]]:
     columns = list(columns or COLUMNS)
     return "SELECT " + ", ".join(columns) + " FROM rows", columns
 
@@ -329,8 +286,8 @@ def read_all(name_or_folder, export: bool = True) -> pd.DataFrame:
     folder = folder_of(name_or_folder)
     with reading(folder) as conn:
         conn.execute("BEGIN")  # rows and counter from one snapshot
-        sql, cols = _select()
-        df = _frame(conn.execute(sql + " ORDER BY ord"), cols)
+        sql, cols = select_sql()
+        df = as_frame(conn.execute(sql + " ORDER BY ord"), cols)
         changes, exported = int(_meta(conn, "changes")), int(_meta(conn, "exported"))
         conn.execute("COMMIT")
     if export and exported != changes and folder.parent == workspace.datasets_dir():
@@ -379,111 +336,6 @@ def touch_csv(folder: Path) -> None:
         os.utime(path, ns=(old.st_atime_ns, now))
 
 
-# --- reads the pages need ------------------------------------------------------------------------------
-
-
-def _where(filters: dict | None) -> tuple[str, list]:
-    """SQL condition and values for filters: label, split (text), excluded (True/False; None = both)."""
-    clauses, values = [], []
-    for key in ("label", "split"):
-        if (filters or {}).get(key) not in (None, ""):
-            clauses.append(f"{key} = ?")
-            values.append(str(filters[key]))
-    excluded = (filters or {}).get("excluded")
-    if excluded is not None:
-        clauses.append("excluded = ?")
-        values.append(bool(excluded))
-    paths = (filters or {}).get("paths")
-    if paths is not None:
-        clauses.append("path IN (SELECT path FROM temp.wanted)")
-    unwanted = (filters or {}).get("not_paths")
-    if unwanted:
-        clauses.append("path NOT IN (SELECT path FROM temp.unwanted)")
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", values
-
-
-def _stage(conn: sqlite3.Connection, filters: dict | None) -> None:
-    """Put the filters' path lists into temporary tables of this connection."""
-    for key, table in (("paths", "wanted"), ("not_paths", "unwanted")):
-        paths = (filters or {}).get(key)
-        if paths is not None:
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (path TEXT PRIMARY KEY)")
-            conn.execute(f"DELETE FROM temp.{table}")
-            conn.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES (?)", ((str(p),) for p in paths))
-
-
-def count_rows(name, **filters) -> int:
-    """How many rows match the filters (label=, split=, excluded=True/False, paths=[…], not_paths=[…])."""
-    with reading(name) as conn:
-        _stage(conn, filters)
-        where, values = _where(filters)
-        return int(conn.execute("SELECT COUNT(*) FROM rows" + where, values).fetchone()[0])
-
-
-def class_counts(name) -> list[tuple[str, str, bool, int]]:
-    """(label, split, excluded, images) for every combination present, sorted."""
-    with reading(name) as conn:
-        return [(str(lb), str(sp), bool(ex), int(n)) for lb, sp, ex, n in conn.execute(
-            "SELECT label, split, excluded, COUNT(*) FROM rows GROUP BY label, split, excluded "
-            "ORDER BY label, split, excluded")]
-
-
-def size_counts(name, excluded: bool | None = False) -> list[tuple[int, int, int]]:
-    """(width, height, images) of the rows (kept ones by default), one per size."""
-    where, values = _where({"excluded": excluded})
-    with reading(name) as conn:
-        return [tuple(r) for r in conn.execute(
-            f"SELECT width, height, COUNT(*) FROM rows{where} GROUP BY width, height", values)]
-
-
-ORDERS = {"import": "ord", "path": "path, ord", "source": "source, ord"}
-
-
-def page_rows(name, offset: int = 0, limit: int = 24, filters: dict | None = None,
-              order: str = "import", columns=None) -> pd.DataFrame:
-    """One page of the rows matching `filters` (see count_rows), in `order` ('import', 'path', 'source')."""
-    if order not in ORDERS:
-        raise ValueError(f"unknown order '{order}': one of {', '.join(ORDERS)}")
-    with reading(name) as conn:
-        _stage(conn, filters)
-        where, values = _where(filters)
-        sql, cols = _select(columns)
-        return _frame(conn.execute(f"{sql}{where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?",
-                                   [*values, int(limit), max(int(offset), 0)]), cols)
-
-
-def rows_by_paths(name, paths: Iterable[str], columns=None, conn: sqlite3.Connection | None = None) -> pd.DataFrame:
-    """The rows at `paths` (those still in the dataset), in the order the paths were given."""
-    import pandas as pd
-
-    wanted = list(dict.fromkeys(str(p) for p in paths))
-    sql, cols = _select(columns if columns is None or "path" in columns else ["path", *columns])
-    parts = []
-    with (contextlib.nullcontext(conn) if conn is not None else reading(name)) as db:
-        for i in range(0, len(wanted), CHUNK):
-            chunk = wanted[i:i + CHUNK]
-            parts.append(_frame(db.execute(f"{sql} WHERE path IN ({', '.join('?' * len(chunk))})",
-                                           chunk), cols))
-    if not parts:
-        return _frame(iter(()), cols)
-    df = pd.concat(parts, ignore_index=True)
-    if len(df) > 1:  # (no ORDER BY: the planner would walk the whole table by ord) in the order asked for
-        where = {p: i for i, p in enumerate(wanted)}
-        df = df.iloc[df["path"].map(where).argsort(kind="stable")].reset_index(drop=True)
-    return df
-
-
-def labels(name) -> list[str]:
-    """Every class name in the dataset (excluded images too), sorted."""
-    with reading(name) as conn:
-        return [str(r[0]) for r in conn.execute("SELECT DISTINCT label FROM rows ORDER BY label")]
-
-
-def has_paths(name, paths: Iterable[str]) -> set[str]:
-    """Those of `paths` still in the dataset."""
-    return set(rows_by_paths(name, paths, columns=["path"])["path"])
-
-
 # --- the journal ---------------------------------------------------------------------------------------
 
 
@@ -491,6 +343,38 @@ def entries(name_or_folder) -> list[dict]:
     """The journal's entries, oldest first."""
     with reading(name_or_folder) as conn:
         return [json.loads(e) for (e,) in conn.execute("SELECT entry FROM journal ORDER BY id")]
+
+
+def entry_heads(name_or_folder, conn: sqlite3.Connection | None = None) -> list[dict]:
+    """Every journal entry's id, action and target, oldest first: what undo and redo need to know which entry
+    is next. SQLite reads them out of the JSON, so an entry's list of changes (100,000 images for an edit of
+    the whole dataset) is never parsed here."""
+    with (contextlib.nullcontext(conn) if conn is not None else reading(name_or_folder)) as db:
+        try:
+            rows = db.execute("SELECT id, json_extract(entry, '$.action'), json_extract(entry, '$.target') "
+                              "FROM journal ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # an SQLite built without its JSON functions
+            rows = [(e["id"], e.get("action"), e.get("target"))
+                    for e in (json.loads(t) for (t,) in db.execute("SELECT entry FROM journal ORDER BY id"))]
+    return [{"id": int(i), "action": a, **({"target": int(t)} if t is not None else {})} for i, a, t in rows]
+
+
+def entries_by_id(name_or_folder, ids, conn: sqlite3.Connection | None = None) -> dict[int, dict]:
+    """Those journal entries, whole, by id (missing ids are left out)."""
+    wanted = [int(i) for i in dict.fromkeys(ids) if i is not None]
+    if not wanted:
+        return {}
+    with (contextlib.nullcontext(conn) if conn is not None else reading(name_or_folder)) as db:
+        found = db.execute(f"SELECT entry FROM journal WHERE id IN ({', '.join('?' * len(wanted))})", wanted)
+        return {int(e["id"]): e for e in (json.loads(t) for (t,) in found)}
+
+
+def latest_entries(name_or_folder, last: int) -> tuple[list[dict], int]:
+    """The `last` newest journal entries, oldest first, and how many entries there are in all."""
+    with reading(name_or_folder) as conn:
+        rows = conn.execute("SELECT entry FROM journal ORDER BY id DESC LIMIT ?", (int(last),)).fetchall()
+        total = int(conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0])
+    return [json.loads(t) for (t,) in reversed(rows)], total
 
 
 def last_entry_id(name_or_folder) -> int:
@@ -529,7 +413,9 @@ def remove_doomed(folder: Path) -> int:
         doomed = [p for (p,) in conn.execute("SELECT path FROM doomed")]
         if not doomed:
             return 0
-        listed = set(rows_by_paths(folder, doomed, columns=["path"], conn=conn)["path"])
+        from imgcls.store import manifestquery
+
+        listed = set(manifestquery.rows_by_paths(folder, doomed, columns=["path"], conn=conn)["path"])
         for rel in doomed:
             if rel not in listed:
                 (folder / rel).unlink(missing_ok=True)

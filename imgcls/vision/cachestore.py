@@ -73,9 +73,11 @@ class RecordStore:
         self._offset = 0  # bytes of index.log parsed so far (all of them valid lines)
         self._maps: dict[int, np.memmap] = {}
 
-    def __getstate__(self) -> dict:  # memory maps are reopened where the store lands (a DataLoader worker)
+    def __getstate__(self) -> dict:
+        """What a copy in another process needs to read by slot (a DataLoader worker): memory maps are reopened
+        there, and the hash → slot map (10 MB at 100k records) is reread from the index only if it is asked."""
         return {"root": self.root, "lock_name": self.lock_name, "lock_root": self.lock_root,
-                "meta": self.meta, "slots": self.slots, "_offset": self._offset}
+                "meta": self.meta, "slots": {}, "_offset": 0}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _maps={})
@@ -110,6 +112,8 @@ class RecordStore:
 
     def lookup(self, digests: Iterable[str]) -> np.ndarray:
         """Slots of the hashes (-1 where missing)."""
+        if not self.slots:
+            self.refresh()  # a copy from another process, or a store nobody looked at yet
         return np.array([self.slots.get(d, -1) for d in digests], dtype=np.int64)
 
     def _map(self, shard: int, need_row: int) -> np.memmap:
@@ -220,7 +224,8 @@ def open_store(kind: str, key: str) -> RecordStore:
 
 
 def migrate(store: RecordStore, digests: list[str]) -> list[str]:
-    """Copy old per-file records of these hashes into the store; return the hashes still missing."""
+    """Move old per-file records of these hashes into the store (their files go once it holds them); return
+    the hashes still missing."""
     missing, found, arrays = [], [], []
     for d in dict.fromkeys(digests):
         if d in store.slots:
@@ -235,6 +240,8 @@ def migrate(store: RecordStore, digests: list[str]) -> list[str]:
         shapes = {a.shape for a in arrays}
         if len(shapes) == 1:
             store.append(found, np.stack(arrays))
+            for d in found:  # in the store now: the old file would only take disk space
+                (store.root / f"{d}.npy").unlink(missing_ok=True)
         else:
             missing.extend(found)
     return missing

@@ -11,7 +11,7 @@ import streamlit as st
 
 from imgcls.ingest import imports as data
 from imgcls.ingest.images import ImageProblem
-from imgcls.store import manifeststore, workspace
+from imgcls.store import manifestquery, workspace
 from imgcls.store.workspace import WorkspaceError
 from imgcls.ui.common import nav, state
 from imgcls.ui.common.text import plain
@@ -209,7 +209,7 @@ def show_thumbnail_grid(name: str) -> None:
     pages = state.page_count(total, PAGE_SIZE)
     page = st.pagination(pages, key=f"data.grid.page.{name}.{label}") if pages > 1 else 1
     start = (min(page, pages) - 1) * PAGE_SIZE
-    chunk = manifeststore.page_rows(name, start, PAGE_SIZE, {"label": label, "excluded": False})
+    chunk = manifestquery.page_rows(name, start, PAGE_SIZE, {"label": label, "excluded": False})
     folder = workspace.dataset_dir(name)
     st.html(TILE_CSS)
     grid = st.container(horizontal=True, gap="small")

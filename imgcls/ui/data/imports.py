@@ -15,8 +15,8 @@ from imgcls.ingest.imports import ImportFailed, ImportReport
 from imgcls.store import access, workspace
 from imgcls.store.workspace import WorkspaceError
 from imgcls.ui.common import signin, state
-from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
 
 SOURCES = ["ZIP file", "Folder on the server", "Images into a class", "Webcam", "Samples"]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from imgcls.charts import dataset as charts
-from imgcls.store import manifeststore as store, workspace
+from imgcls.store import manifestquery, manifeststore as store, workspace
 
 
 def stamp(name: str) -> tuple[str, str, int]:
@@ -22,9 +22,9 @@ def stamp(name: str) -> tuple[str, str, int]:
 # folder is absolute, under the current workspace's root, so two people's datasets never share one.
 @st.cache_data(max_entries=16, show_spinner=False)
 def _figures(folder: str, store_id: str, changes: int):
-    counts = pd.DataFrame(store.class_counts(Path(folder)), columns=["label", "split", "excluded", "n"])
+    counts = pd.DataFrame(manifestquery.class_counts(Path(folder)), columns=["label", "split", "excluded", "n"])
     counts = counts[~counts["excluded"]]
-    sizes = pd.DataFrame(store.size_counts(Path(folder)), columns=["width", "height", "n"])
+    sizes = pd.DataFrame(manifestquery.size_counts(Path(folder)), columns=["width", "height", "n"])
     # the charts count rows: one per image, made from the counts (two short columns, not the table)
     per_class = pd.DataFrame({"label": np.repeat(counts["label"].to_numpy(), counts["n"]),
                               "split": np.repeat(counts["split"].to_numpy(), counts["n"]), "excluded": False})
@@ -40,7 +40,7 @@ def class_counts(name: str) -> list[tuple[str, str, bool, int]]:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _cached_counts(folder: str, store_id: str, changes: int) -> list[tuple[str, str, bool, int]]:
-    return store.class_counts(Path(folder))
+    return manifestquery.class_counts(Path(folder))
 
 
 def summary(name: str) -> dict:

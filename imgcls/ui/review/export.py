@@ -7,7 +7,7 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls.store import journal, manifeststore as store
+from imgcls.store import journal, manifestquery
 from imgcls.store.workspace import WorkspaceError
 from imgcls.ui.review.reviewing import images_count, notice
 
@@ -92,7 +92,7 @@ def show_exports(name: str, report: dict | None) -> None:
 def show_purge(name: str) -> None:
     """Delete the excluded images' files for good, behind a tick box that says it cannot be undone."""
     # what the tick box counts is what the button deletes, even if more are excluded meanwhile
-    confirmed = tuple(store.page_rows(name, 0, -1, {"excluded": True}, columns=["path"])["path"])
+    confirmed = tuple(manifestquery.page_rows(name, 0, -1, {"excluded": True}, columns=["path"])["path"])
     excluded = len(confirmed)
     if not excluded:
         st.caption("No image is excluded, so there is nothing to delete.")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from imgcls.store import manifeststore as store
+from imgcls.store import manifestquery
 
 # the columns the gallery and the one-at-a-time view show
 COLUMNS = ["path", "label", "split", "hash", "width", "height", "excluded", "source", "note"]
@@ -48,18 +48,18 @@ class Filtered:
         parts = [first]
         if more > 0:
             start = max(offset - len(self.suspicious), 0)
-            parts.append(store.page_rows(self.name, start, more, self._rest(), columns=COLUMNS))
+            parts.append(manifestquery.page_rows(self.name, start, more, self._rest(), columns=COLUMNS))
         rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else first
         return self._described(rows.reset_index(drop=True))
 
     def paths(self) -> list[str]:
         """Every matching image's path, in the gallery's order (the path column only)."""
-        rest = store.page_rows(self.name, 0, -1, self._rest(), columns=["path"])
+        rest = manifestquery.page_rows(self.name, 0, -1, self._rest(), columns=["path"])
         return [*self.suspicious["path"], *rest["path"]]
 
     def count_of(self, paths) -> int:
         """How many of `paths` the filters keep."""
-        return store.count_rows(self.name, **{**self.where, "paths": list(paths)})
+        return manifestquery.count_rows(self.name, **{**self.where, "paths": list(paths)})
 
     def _described(self, rows: pd.DataFrame) -> pd.DataFrame:
         info = [self.images.get(p) or {} for p in rows["path"]]
@@ -71,7 +71,7 @@ def select(name: str, images: dict, where: dict, title=str) -> Filtered:
     """The images matching `where` (label, split, excluded, paths), ordered by the report's suspicion."""
     scores = {p: float((info or {}).get("suspicion") or 0.0) for p, info in images.items()}
     scores = {p: s for p, s in scores.items() if s > 0}
-    suspicious = store.rows_by_paths(name, scores, columns=[*COLUMNS, "ord"])
+    suspicious = manifestquery.rows_by_paths(name, scores, columns=[*COLUMNS, "ord"])
     keep = pd.Series(True, index=suspicious.index)
     for key in ("label", "split"):
         if where.get(key):
@@ -82,4 +82,4 @@ def select(name: str, images: dict, where: dict, title=str) -> Filtered:
         keep &= suspicious["path"].isin(set(where["paths"]))
     suspicious = suspicious[keep].assign(score=lambda d: d["path"].map(scores))
     suspicious = suspicious.sort_values(["score", "ord"], ascending=[False, True], kind="stable")
-    return Filtered(name, where, suspicious.reset_index(drop=True), store.count_rows(name, **where), images, title)
+    return Filtered(name, where, suspicious.reset_index(drop=True), manifestquery.count_rows(name, **where), images, title)

@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from imgcls.ingest.images import ImageProblem
-from imgcls.store import manifeststore as store, workspace
+from imgcls.store import manifestquery, workspace
 from imgcls.ui.common import state
-from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.review.reviewing import KEEP, SPLIT_NAMES, page_key, run_edit
 from imgcls.vision.thumbs import thumbnail_path
 
@@ -166,7 +166,7 @@ def _value_controls(name: str, action: str) -> None:
 def bulk_controls(name: str, rows, chunk: pd.DataFrame) -> None:
     """Select all or none, and one edit (relabel, exclude, restore, move, note) for every ticked image."""
     ticked = selection(name)
-    known = store.has_paths(name, ticked) if ticked else set()
+    known = manifestquery.has_paths(name, ticked) if ticked else set()
     chosen = [p for p in ticked if p in known]  # images deleted for good since were ticked
     _set_selection(name, chosen)
     hidden = len(chosen) - rows.count_of(chosen) if chosen else 0

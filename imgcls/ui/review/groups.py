@@ -10,10 +10,10 @@ import streamlit as st
 from imgcls.health import duplicates
 from imgcls.health.check import GROUP_KINDS
 from imgcls.ingest.images import ImageProblem
-from imgcls.store import manifeststore as store, workspace
+from imgcls.store import manifestquery, workspace
 from imgcls.ui.common import state
-from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.review.reviewing import SPLIT_NAMES, redraw_page, rerun_page_if_edited, run_edit, show_notice
 from imgcls.vision.thumbs import thumbnail_path
 
@@ -136,7 +136,7 @@ def show_groups(name: str, finding: dict) -> None:
                   "its label and split as they are now")
     head.button("Close", key="review.groups.close", icon=":material/close:", on_click=close_groups, args=(name,))
     show_notice(WHERE)
-    members = store.rows_by_paths(name, {p for g in groups for p in g})  # these rows only, not the table
+    members = manifestquery.rows_by_paths(name, {p for g in groups for p in g})  # these rows only, not the table
     rows = {r["path"]: r for r in members.to_dict("records")}
     classes = dataset_rows.labels(name)
     pages, first = state.kept_page(page_key(name), len(groups), GROUPS_PER_PAGE)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from imgcls import jobs
 from imgcls.health import check as health, job as healthjob
-from imgcls.store import manifeststore as store, workspace
+from imgcls.store import manifestquery, workspace
 from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.text import plain
 from imgcls.ui.review.groups import is_open, open_groups, show_groups
@@ -180,7 +180,7 @@ def show_findings(name: str, report: dict) -> None:
     if not findings:
         st.success("No problems found. Have a quick look through the images anyway: no check replaces your eyes.")
         return
-    known = store.has_paths(name, {p for f in findings for p in f.get("images") or []})
+    known = manifestquery.has_paths(name, {p for f in findings for p in f.get("images") or []})
     with st.container(border=True):
         for i, finding in enumerate(findings):
             _show_finding(name, finding, known, i)

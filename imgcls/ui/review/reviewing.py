@@ -7,7 +7,7 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls.store import journal, manifeststore as store
+from imgcls.store import journal, manifestquery
 from imgcls.store.workspace import WorkspaceError
 from imgcls.ui.common.text import plain
 from imgcls.ui.data import rows as dataset_rows
@@ -156,7 +156,7 @@ def _class_title(value: str) -> str:
 def filter_controls(name: str, report: dict | None) -> dict:
     """Filters of the gallery (class, split, finding, excluded), kept for the session; their values."""
     kinds = finding_images(report)
-    known = store.has_paths(name, {p for v in kinds.values() for p in v}) if kinds else set()
+    known = manifestquery.has_paths(name, {p for v in kinds.values() for p in v}) if kinds else set()
     counts = {k: sum(p in known for p in v) for k, v in kinds.items()}
     counts = {k: n for k, n in counts.items() if n}
     row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps on a narrow screen
@@ -250,10 +250,10 @@ def _entry_line(entry: dict) -> str:
 
 def show_history(name: str, last: int = 15) -> None:
     """The latest journal entries, newest first."""
-    entries = journal.history(name)
+    entries, total = journal.latest(name, last)
     if not entries:
         st.caption("No edits yet. Every edit you make here is listed, and can be undone.")
         return
-    st.markdown("\n".join(f"- {_entry_line(e)}" for e in reversed(entries[-last:])))
-    if len(entries) > last:
-        st.caption(f"{len(entries) - last:,} older edits: download the full history below.")
+    st.markdown("\n".join(f"- {_entry_line(e)}" for e in reversed(entries)))
+    if total > last:
+        st.caption(f"{total - last:,} older edits: download the full history below.")

@@ -9,8 +9,8 @@ import streamlit as st
 from imgcls.health import check as health
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import workspace
-from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.common.text import plain
+from imgcls.ui.data import rows as dataset_rows
 from imgcls.ui.review.health import EXPLAIN
 from imgcls.ui.review.reviewing import SPLIT_NAMES, kind_title, run_edit
 from imgcls.vision.thumbs import thumbnail_path
