@@ -23,6 +23,7 @@ sampling every 0.2 s. Results are kept in DIR/results.json as each step ends; --
 
 Usage: python benchmarks/bench_scale.py [--sizes 1000 10000 30000 100000] [--img-size 64]
        [--finetune-at 10000] [--steps import health linear finetune pages browser] [--keep DIR]
+       [--app-dir OTHER_CHECKOUT]
        python benchmarks/bench_scale.py --table DIR
 """
 
@@ -105,13 +106,14 @@ def _sample_children(pid: int, peaks: dict[int, int], done: threading.Event) -> 
                 pass
 
 
-def run_step(cmd: list[str], home: Path, log: Path) -> dict:
-    """Run cmd with IMGCLS_HOME=home; wall seconds, peak RSS (MB) of it and of its largest child, its last JSON line."""
-    env = dict(os.environ, IMGCLS_HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+def run_step(cmd: list[str], home: Path, log: Path, root: Path = ROOT) -> dict:
+    """Run cmd in checkout `root` with IMGCLS_HOME=home; wall seconds, peak RSS (MB) of it and of its largest
+    child, its last JSON line."""
+    env = dict(os.environ, IMGCLS_HOME=str(home), PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
     out_path = log.with_suffix(".out")
     with open(out_path, "w") as out, open(log, "w") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err)
         peaks: dict[int, int] = {}
         done = threading.Event()
         sampler = threading.Thread(target=_sample_children, args=(proc.pid, peaks, done), daemon=True)
@@ -142,7 +144,7 @@ def drop_caches(home: Path) -> None:
 
 # --- the pages, in AppTest (run as a child: python bench_scale.py --pages-child) ----------------------
 
-def pages_child(reruns: int) -> dict:
+def pages_child(reruns: int, root: Path) -> dict:
     from streamlit.testing.v1 import AppTest
 
     from imgcls.store import workspace
@@ -150,7 +152,7 @@ def pages_child(reruns: int) -> dict:
     from imgcls.ui.review import reviewing
 
     workspace.save_setting("active_dataset", NAME)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=600).run()
     out = {}
 
     def timed(action) -> float:
@@ -175,15 +177,16 @@ def pages_child(reruns: int) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def pages_step(home: Path, log: Path, reruns: int) -> dict:
-    step = run_step([sys.executable, str(Path(__file__).resolve()), "--pages-child", "--reruns", str(reruns)], home, log)
+def pages_step(home: Path, log: Path, reruns: int, root: Path) -> dict:
+    step = run_step([sys.executable, str(Path(__file__).resolve()), "--pages-child", "--reruns", str(reruns),
+                     "--app-dir", str(root)], home, log, root)
     step.update(step.pop("result"))
     return step
 
 
 # --- the browser ------------------------------------------------------------------------------------
 
-def browser_step(home: Path, log: Path) -> dict:
+def browser_step(home: Path, log: Path, root: Path) -> dict:
     import appserver
     import browser_flows
     import psutil
@@ -191,7 +194,7 @@ def browser_step(home: Path, log: Path) -> dict:
 
     photo = str(next(p for p in (home / "datasets" / NAME / "images").rglob("*.jpg")))
     errors: list[str] = []
-    proc, url = appserver.start_app(ROOT, home, log=log)
+    proc, url = appserver.start_app(root, home, log=log)
     peaks: dict[int, int] = {}
     done = threading.Event()
 
@@ -283,18 +286,34 @@ def table(results: dict) -> str:
     return "\n".join(lines + ([""] + ratios if ratios else []))
 
 
+def _by_checkout(saved: dict) -> dict:
+    """Results by checkout label (an older results.json holds one checkout's results by size)."""
+    return {"this checkout": saved} if saved and all(k.isdigit() for k in saved) else saved
+
+
+def print_tables(results: dict) -> None:
+    for label, by_size in results.items():
+        if len(results) > 1:
+            print(f"\n{label}\n")
+        print(table(by_size))
+
+
 # --- main -------------------------------------------------------------------------------------------
 
-def measure(n: int, base: Path, args, results: dict, save) -> None:
+def measure(n: int, base: Path, args, mine: dict, save, root: Path, index: int) -> None:
+    """Every step asked for at size n, with the checkout `root` (the index-th measured), into `mine`."""
     zip_path = base / f"images-{n}.zip"
     made = make_zip(zip_path, n)
     if made:
         print(f"{n:,} images generated in {made:.0f} s ({zip_path.stat().st_size / 2**20:.0f} MB)", file=sys.stderr)
-    home = base / f"ws-{n}"
-    logs = base / f"logs-{n}"
+    home = base / (f"ws-{n}" if index == 0 else f"ws-{n}-{index}")
+    logs = base / (f"logs-{n}" if index == 0 else f"logs-{n}-{index}")
     logs.mkdir(parents=True, exist_ok=True)
-    mine = results.setdefault(str(n), {})
-    size = ["--img-size", str(args.img_size)]
+    mine = mine.setdefault(str(n), {})
+    size = ["--img-size", str(args.img_size)] if args.img_size else []
+
+    def cli(log: str, *words: str) -> dict:
+        return run_step(imgcls(*words), home, logs / log, root)
 
     def step(name: str, fn) -> None:
         t0 = time.perf_counter()
@@ -304,11 +323,11 @@ def measure(n: int, base: Path, args, results: dict, save) -> None:
 
     if "import" in args.steps:
         shutil.rmtree(home, ignore_errors=True)
-        step("import", lambda: run_step(imgcls("import", str(zip_path), "--name", NAME), home, logs / "import.log"))
+        step("import", lambda: cli("import.log", "import", str(zip_path), "--name", NAME))
     if "health" in args.steps:
         drop_caches(home)
-        step("health cold", lambda: run_step(imgcls("health", NAME, *size), home, logs / "health-cold.log"))
-        step("health cached", lambda: run_step(imgcls("health", NAME, *size), home, logs / "health-cached.log"))
+        step("health cold", lambda: cli("health-cold.log", "health", NAME, *size))
+        step("health cached", lambda: cli("health-cached.log", "health", NAME, *size))
         for r in ("health cold", "health cached"):
             report = mine[r].pop("result", {})
             mine[r]["findings"] = {f["kind"]: len(f["images"]) for f in report.get("findings", [])}
@@ -316,24 +335,25 @@ def measure(n: int, base: Path, args, results: dict, save) -> None:
     train = ["train", "--dataset", NAME, "--augment", "none", *size]
     if "linear" in args.steps:
         drop_caches(home)
-        step("linear", lambda: run_step(imgcls(*train, "--strategy", "linear"), home, logs / "linear.log"))
+        step("linear", lambda: cli("linear.log", *train, "--strategy", "linear"))
         mine["linear"]["accuracy"] = mine["linear"].pop("result", {}).get("val_accuracy")
         save()
     if "finetune" in args.steps and n == args.finetune_at:
-        step("finetune", lambda: run_step(imgcls(*train, "--strategy", "finetune", "--epochs", "1"), home,
-                                          logs / "finetune.log"))
+        step("finetune", lambda: cli("finetune.log", *train, "--strategy", "finetune", "--epochs", "1"))
         mine["finetune"]["accuracy"] = mine["finetune"].pop("result", {}).get("val_accuracy")
         save()
     if "pages" in args.steps:
-        step("pages", lambda: pages_step(home, logs / "pages.log", args.reruns))
+        step("pages", lambda: pages_step(home, logs / "pages.log", args.reruns, root))
     if "browser" in args.steps:
-        step("browser", lambda: browser_step(home, logs / "server.log"))
+        step("browser", lambda: browser_step(home, logs / "server.log", root))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 30_000, 100_000])
-    parser.add_argument("--img-size", type=int, default=64)
+    parser.add_argument("--img-size", type=int, default=64, help="0: each command's own default")
+    parser.add_argument("--app-dir", type=Path, action="append", default=[],
+                        help="another checkout to measure beside this one (e.g. a git worktree of older code)")
     parser.add_argument("--finetune-at", type=int, default=10_000)
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=STEPS)
     parser.add_argument("--reruns", type=int, default=5)
@@ -342,23 +362,26 @@ def main() -> None:
     parser.add_argument("--pages-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.pages_child:
-        print(json.dumps(pages_child(args.reruns)))
+        print(json.dumps(pages_child(args.reruns, args.app_dir[0] if args.app_dir else ROOT)))
         return
     if args.table:
-        print(table(json.loads((args.table / "results.json").read_text())))
+        print_tables(_by_checkout(json.loads((args.table / "results.json").read_text())))
         return
     base = args.keep or Path(tempfile.mkdtemp(prefix="imgcls-bench-scale-"))
     base.mkdir(parents=True, exist_ok=True)
     path = base / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
+    results = _by_checkout(json.loads(path.read_text())) if path.exists() else {}
+    checkouts = {"this checkout": ROOT, **{str(p): p.resolve() for p in args.app_dir}}
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=1))
 
     for n in args.sizes:
-        measure(n, base, args, results, save)
-    print(f"\n{os.cpu_count()} cores, embedding at {args.img_size} px; wall time (per image), peak RSS\n")
-    print(table(results))
+        for index, (label, root) in enumerate(checkouts.items()):  # alternated: a change in load touches each
+            measure(n, base, args, results.setdefault(label, {}), save, root, index)
+    size = f"{args.img_size} px" if args.img_size else "each command's default size"
+    print(f"\n{os.cpu_count()} cores, embedding at {size}; wall time (per image), peak RSS\n")
+    print_tables(results)
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from faults import NEAR_COPIES, encode as _encode
 from PIL import Image, ImageFilter
 
-from imgcls.health import duplicates, check as health, job as healthjob, imagestats
-from imgcls.store import versions, workspace
+from imgcls.health import check as health, duplicates, imagestats, job as healthjob
 from imgcls.ingest.imports import import_sample, import_zip
-from faults import NEAR_COPIES, encode as _encode
+from imgcls.store import versions, workspace
 
 REPO = Path(__file__).resolve().parents[1]
 FLIP_SHARE = 0.10
@@ -415,6 +415,19 @@ def test_is_stale_answers_from_the_file_stamp_and_else_from_the_content(imgcls_h
     journal.undo("st")  # the file changed, its content is back: not stale
     assert not health.is_stale("st", report)
     assert health.is_stale("st", None)
+
+
+def test_after_an_edit_staleness_is_one_read_of_the_rows_fingerprint(imgcls_home, mk, monkeypatch):
+    from imgcls.store import journal, rowdigest
+
+    import_zip(mk.zip(mk.class_members({"a": 3, "b": 3})), "fp")
+    df = workspace.read_manifest("fp")
+    report = {"manifest_stamp": health._stamp("fp"), "rows_fingerprint": rowdigest.fingerprint("fp")}
+    monkeypatch.setattr(rowdigest, "digest", lambda *a: pytest.fail("the whole digest was computed"))
+    journal.edit("fp", "relabel", [df["path"].iloc[0]], "b" if df["label"].iloc[0] == "a" else "a")
+    assert health.is_stale("fp", report)
+    journal.undo("fp")
+    assert not health.is_stale("fp", report)
 
 
 def test_reading_a_report_loads_no_torch():

@@ -60,6 +60,30 @@ def test_blockwise_search_equals_the_full_matrix(monkeypatch):
         assert dist == int(np.bitwise_count(hashes[i] ^ hashes[j]).sum())
 
 
+def test_images_that_all_look_alike_are_compared_a_bounded_number_of_pairs_at_a_time(monkeypatch):
+    """Every pair over the lowest rule's cosine (as photos of one product on white might be): the candidates
+    are looked at PAIRS at a time, never all of a block's at once, and the pairs found are the same."""
+    rng = np.random.default_rng(1)
+    centre = rng.standard_normal(64).astype(np.float32)
+    emb = centre + 0.15 * rng.standard_normal((600, 64)).astype(np.float32)  # cosines about 0.98
+    hashes = rng.integers(0, 2**63, size=(600, 4), dtype=np.int64).astype(np.uint64)
+    hashes[1::7] = hashes[0::7][:len(hashes[1::7])]  # some hashes agree: those pairs are copies
+    reference = full_matrix_pairs(emb, hashes)
+    assert len(reference) >= 80
+    seen = []
+    real = similarity._exact_blocks
+
+    def recorded(*a, **k):
+        for chunk in real(*a, **k):
+            seen.append(len(chunk[0]))
+            yield chunk
+    monkeypatch.setattr(similarity, "_exact_blocks", recorded)
+    monkeypatch.setattr(similarity, "PAIRS", 5000)
+    found = similarity.near_pairs(emb, hashes, index=False)
+    assert [(i, j) for i, j, *_ in found] == reference
+    assert sum(seen) == 600 * 599 // 2 and max(seen) <= 5000 and len(seen) > 30
+
+
 def test_index_search_finds_the_same_pairs_as_the_exact_one(monkeypatch):
     emb, hashes = planted()
     exact = similarity.near_pairs(emb, hashes, index=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from imgcls.store import editlog, journal, manifestquery, manifeststore as store, versions, workspace
+from imgcls.store import editlog, journal, manifestquery, manifeststore as store, rowdigest, versions, workspace
 
 LABELS = ("cat", "dog", "fox", "owl")
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace-0.1"
@@ -82,6 +82,44 @@ def test_undo_and_redo_parse_only_the_entries_they_act_on(monkeypatch):
     assert [e["action"] for e in journal.latest("d", 2)[0]] == ["undo", "undo"] and journal.latest("d", 2)[1] == 5
 
 
+def _whole_fingerprint(name: str) -> str:
+    """The fingerprint recounted from every row (the stored one dropped first)."""
+    with store.reading(name) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'fingerprint'")
+    return rowdigest.fingerprint(name)
+
+
+def test_the_fingerprint_follows_each_edit_as_a_whole_recount_would():
+    _dataset("d", 400)
+    paths = [f"images/r{i:06d}.png" for i in range(400)]
+    first = rowdigest.fingerprint("d")
+    assert first == _whole_fingerprint("d") and len(first) == 64
+    after = []
+    for step in (lambda: journal.edit("d", "relabel", paths[:3], "emu"), lambda: journal.edit("d", "exclude", paths[3:9]),
+                 lambda: journal.edit("d", "move", paths[9:12], "test"), lambda: journal.undo("d"),
+                 lambda: journal.redo("d"), lambda: journal.purge_excluded("d")):
+        step()
+        after.append(rowdigest.fingerprint("d"))  # the stored value, moved on by the edit itself
+        assert after[-1] == _whole_fingerprint("d")
+    relabel, exclude, move, undo, redo, purge = after
+    assert len({first, relabel, exclude, move, purge}) == 5 and undo == exclude and redo == move
+    before_note = rowdigest.fingerprint("d")
+    journal.edit("d", "note", paths[20:22], "blurry")  # not a field the fingerprint covers
+    assert rowdigest.fingerprint("d") == before_note
+    journal.edit("d", "relabel", paths[30:31], "emu")
+    journal.undo("d")  # the same rows again: the same fingerprint
+    assert rowdigest.fingerprint("d") == before_note == _whole_fingerprint("d")
+
+
+def test_an_edit_keeps_the_fingerprint_with_the_same_statements_at_any_size():
+    costs = {}
+    for n in (200, 5000):
+        _dataset(f"f{n}", n)
+        rowdigest.fingerprint(f"f{n}")  # stored now: each edit keeps it up to date
+        costs[n] = _writes(lambda: journal.edit(f"f{n}", "relabel", ["images/r000005.png"], "emu"))
+    assert costs[200] == costs[5000] and len(costs[5000][0]) == 4, costs  # row, entry, fingerprint, counter
+
+
 def test_an_edit_leaves_manifest_csv_unwritten_until_the_table_is_read_whole():
     _dataset("d", 50)
     folder = workspace.dataset_dir("d")
@@ -113,7 +151,7 @@ def test_csv_export_equals_the_store_after_edits_undo_and_purge():
 
 def test_digests_are_those_of_the_same_rows():
     df = _dataset("d", 400)
-    assert store.digest("d") == versions.manifest_digest(df) == versions.current_digest("d")
+    assert rowdigest.digest("d") == versions.manifest_digest(df) == versions.current_digest("d")
     version = versions.dataset_version("d")
     journal.edit("d", "relabel", ["images/r000002.png"], "emu")
     assert versions.current_digest("d") == versions.manifest_digest(workspace.read_manifest("d")) != version["digest"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from imgcls.health import duplicates, imagestats, labelerrors
-from imgcls.store import versions, workspace
+from imgcls.store import rowdigest, versions, workspace
 
 # Embeddings live in healthscan, which loads torch: reading a saved report (every page rerun) needs none of it.
 __all__ = ["GROUP_KINDS", "KINDS", "check", "explain", "is_stale", "load", "per_image", "score", "strength"]
@@ -107,6 +107,8 @@ def is_stale(name: str, report: dict | None) -> bool:
     # pages ask on every rerun: an untouched manifest file answers without reading and hashing it
     if report.get("manifest_stamp") == _stamp(name):
         return False
+    if report.get("rows_fingerprint"):  # one read, kept up to date by each edit (older reports: the digest)
+        return report["rows_fingerprint"] != rowdigest.fingerprint(name)
     digest = (report.get("version") or {}).get("digest") or report.get("manifest_digest")  # older reports
     return not versions.is_current(name, {"digest": digest})
 
@@ -173,6 +175,7 @@ def check(name: str, *, progress: Callable[[float, str], None] | None = None, de
     say = progress or (lambda f, t: None)
     say(0.0, "Reading the manifest")
     stamp = _stamp(name)  # taken before the read: an edit in between makes it differ, never wrongly match
+    rows = rowdigest.fingerprint(name)  # likewise
     full = workspace.read_manifest(name)
     df = full[~full["excluded"]].reset_index(drop=True)
     raw, failed = {}, []
@@ -190,7 +193,7 @@ def check(name: str, *, progress: Callable[[float, str], None] | None = None, de
         raw["class_imbalance"] = _imbalance(df)
     raw["unreadable"] = _unreadable(name, df, failed)
     report = _assemble(name, df, raw, versions.dataset_version(name, full), started)
-    report.update(manifest_stamp=stamp, excluded=int(full["excluded"].sum()))
+    report.update(manifest_stamp=stamp, rows_fingerprint=rows, excluded=int(full["excluded"].sum()))
     workspace.atomic_write_json(workspace.dataset_dir(name) / "health.json", report)
     say(1.0, "Done")
     return report

@@ -20,6 +20,7 @@ MAX_ROWS = 1024  # rows of a block at most (small datasets need no bigger step b
 # with N² and the index's with about N^1.35 (the numbers are in `_index_blocks`).
 EXACT_MAX = 50_000
 IVF_PROBES = 32  # index cells visited per query (of 16·√N): 16 found only 97.8% of the pairs at 100,000
+PAIRS = 1 << 20  # candidate pairs looked at together: their rows, columns and hashes take about 80 MB
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -59,8 +60,22 @@ def _block_rows(n: int) -> int:
     return int(max(1, min(MAX_ROWS, BLOCK_BYTES // (4 * max(n, 1)))))
 
 
+def _row_groups(counts: np.ndarray, most: int | None = None):
+    """(first, end) row ranges whose counts add up to at most `most` (PAIRS; a row over it stands alone)."""
+    most = PAIRS if most is None else most
+    first, total = 0, 0
+    for i, c in enumerate(counts.tolist()):
+        if total and total + c > most:
+            yield first, i
+            first, total = i, 0
+        total += c
+    if first < len(counts):
+        yield first, len(counts)
+
+
 def _exact_blocks(unit: np.ndarray, floor: float):
-    """(rows, cols, cosines) of every pair i < j with cosine ≥ floor, block of rows by block of rows.
+    """(rows, cols, cosines, rows done) of every pair i < j with cosine ≥ floor, block of rows by block of rows, at most
+    about PAIRS pairs at a time (images that all look alike to the backbone pass the floor by the million).
 
     Each block compares its rows with themselves and the rows after them only: the upper triangle,
     half the work of the full matrix."""
@@ -68,10 +83,14 @@ def _exact_blocks(unit: np.ndarray, floor: float):
     step = _block_rows(n)
     for start in range(0, n, step):
         sims = unit[start:start + step] @ unit[start:].T
-        rows, cols = np.nonzero(sims >= floor)
-        keep = cols > rows  # each pair once, never an image with itself (cols count from `start`)
-        rows, cols = rows[keep], cols[keep]
-        yield rows + start, cols + start, sims[rows, cols]
+        above = sims >= floor
+        # each pair once, never an image with itself (cols count from `start`): the part right of the diagonal
+        m = len(above)
+        above[:, :m] &= ~np.tri(m, dtype=bool)
+        for a, b in _row_groups(above.sum(axis=1)):
+            rows, cols = np.nonzero(above[a:b])
+            rows += a
+            yield rows + start, cols + start, sims[rows, cols], start + b
 
 
 def _index_blocks(unit: np.ndarray, floor: float, probes: int = IVF_PROBES):
@@ -112,7 +131,7 @@ def _index_blocks(unit: np.ndarray, floor: float, probes: int = IVF_PROBES):
         # a pair counts when either image's cells hold the other: found from i or from j, kept as (i, j)
         keep = (cols != rows) & (sims >= floor)
         rows, cols = rows[keep], cols[keep]
-        yield np.minimum(rows, cols), np.maximum(rows, cols), sims[keep]
+        yield np.minimum(rows, cols), np.maximum(rows, cols), sims[keep], start + len(block)
 
 
 def near_pairs(emb: np.ndarray, hashes: np.ndarray, rules=NEAR_RULES, index: bool | None = None,
@@ -129,19 +148,18 @@ def near_pairs(emb: np.ndarray, hashes: np.ndarray, rules=NEAR_RULES, index: boo
     floor = min(cos for _, cos in rules)
     use_index = n > EXACT_MAX if index is None else index
     blocks = (_index_blocks if use_index else _exact_blocks)(unit, floor)
-    out, done, step = [], 0, _block_rows(n)
-    for rows, cols, cos in blocks:
+    out = []
+    for rows, cols, cos, done in blocks:
         token.check()
-        done = min(n, done + step)
         if progress:
             progress(done / max(n, 1), f"Comparing images: {done:,} of {n:,}")
-        if not len(rows):
-            continue
-        dist = np.bitwise_count(hashes[rows] ^ hashes[cols]).sum(axis=-1)
-        ok = np.zeros(len(rows), dtype=bool)
-        for bits, need in rules:
-            ok |= (dist <= bits) & (cos >= need)
-        out += [(int(i), int(j), float(c), int(d)) for i, j, c, d in zip(rows[ok], cols[ok], cos[ok], dist[ok])]
+        for at in range(0, len(rows), PAIRS):  # the index's blocks are not cut to PAIRS: cut them here
+            r, c, s = rows[at:at + PAIRS], cols[at:at + PAIRS], cos[at:at + PAIRS]
+            dist = np.bitwise_count(hashes[r] ^ hashes[c]).sum(axis=-1)
+            ok = np.zeros(len(r), dtype=bool)
+            for bits, need in rules:
+                ok |= (dist <= bits) & (s >= need)
+            out += [(int(i), int(j), float(x), int(d)) for i, j, x, d in zip(r[ok], c[ok], s[ok], dist[ok])]
     # the index path may find a pair from both of its images: keep it once
     return sorted({(i, j): (i, j, c, d) for i, j, c, d in out}.values())
 

@@ -51,6 +51,20 @@ def count_rows(name, **filters) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM rows" + where, values).fetchone()[0])
 
 
+def position(name, path: str, filters: dict | None = None) -> int | None:
+    """Where the row at `path` stands among the rows matching `filters` in import order (0 = first), or None
+    when it does not match them: two indexed queries, not a read of the matching paths."""
+    with ms.reading(name) as conn:
+        _stage(conn, filters)
+        where, values = _where(filters)
+        found = conn.execute(f"SELECT ord FROM rows{where}{' AND' if where else ' WHERE'} path = ? LIMIT 1",
+                             [*values, str(path)]).fetchone()
+        if found is None:
+            return None
+        return int(conn.execute(f"SELECT COUNT(*) FROM rows{where}{' AND' if where else ' WHERE'} ord < ?",
+                                [*values, found[0]]).fetchone()[0])
+
+
 def class_counts(name) -> list[tuple[str, str, bool, int]]:
     """(label, split, excluded, images) for every combination present, sorted."""
     with ms.reading(name) as conn:

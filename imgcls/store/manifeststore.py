@@ -22,7 +22,7 @@ only its mtime moves on, so what keys caches on that file's stat sees the change
 Old datasets (manifest.csv and journal.jsonl only) are migrated on first open, under the dataset's lock:
 the store is built in a temporary file and renamed into place, so a crash before the rename leaves the old
 files as they were, to be migrated again; the old journal files go once the store holds their entries
-(`manifestlegacy`). The pages' reads are in `manifestquery`.
+(`manifestlegacy`). The pages' reads are in `manifestquery`; the rows' digest and fingerprint in `rowdigest`.
 """
 
 from __future__ import annotations
@@ -242,23 +242,20 @@ def replace_rows(folder: Path, df: pd.DataFrame) -> None:
         create_store(folder / DB, "WAL").close()
     with transaction(folder, f"the manifest of '{folder.name}'") as conn:
         conn.execute("DELETE FROM rows")
+        conn.execute("DELETE FROM meta WHERE key = 'fingerprint'")  # made again, whole, when next asked
         insert_rows(conn, df)
 
 
-def _meta(conn: sqlite3.Connection, key: str):
+def meta_value(conn: sqlite3.Connection, key: str):
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
 
 def stamp(name_or_folder) -> tuple[str, str, int]:
     """(folder, store id, change counter): a key that changes with every change to the dataset's rows."""
     folder = folder_of(name_or_folder)
     with reading(folder) as conn:
-        return str(folder), str(_meta(conn, "store")), int(_meta(conn, "changes"))
+        return str(folder), str(meta_value(conn, "store")), int(meta_value(conn, "changes"))
 
 
 def as_frame(cursor, columns: list[str]) -> pd.DataFrame:
@@ -267,7 +264,7 @@ def as_frame(cursor, columns: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(list(cursor), columns=columns)
     for col in columns:
         if col in TEXT:
-            df[col] = df[col].map(lambda v: "" if v is None else str(v)).astype(str)
+            df[col] = df[col].fillna("").astype(str)  # NULL as ""
         elif col == "excluded":
             df[col] = df[col].astype(bool)
         elif col in NUMBERS and len(df) and df[col].map(lambda v: isinstance(v, int)).all():
@@ -288,7 +285,7 @@ def read_all(name_or_folder, export: bool = True) -> pd.DataFrame:
         conn.execute("BEGIN")  # rows and counter from one snapshot
         sql, cols = select_sql()
         df = as_frame(conn.execute(sql + " ORDER BY ord"), cols)
-        changes, exported = int(_meta(conn, "changes")), int(_meta(conn, "exported"))
+        changes, exported = int(meta_value(conn, "changes")), int(meta_value(conn, "exported"))
         conn.execute("COMMIT")
     if export and exported != changes and folder.parent == workspace.datasets_dir():
         with workspace.dataset_lock_if_free(folder.name) as free:
@@ -311,7 +308,7 @@ def export_csv(name_or_folder, force: bool = False) -> Path:
     """Write manifest.csv from the store now when it lags (or always, with force); its path."""
     folder = folder_of(name_or_folder)
     with reading(folder) as conn:
-        changes, exported = int(_meta(conn, "changes")), int(_meta(conn, "exported"))
+        changes, exported = int(meta_value(conn, "changes")), int(meta_value(conn, "exported"))
     if force or exported != changes:
         with workspace.dataset_lock(folder.name) if folder.parent == workspace.datasets_dir() \
                 else contextlib.nullcontext():
@@ -397,13 +394,19 @@ def set_values(conn: sqlite3.Connection, col: str, values: dict[str, object]) ->
     """Set field `col` of the rows at the given paths, inside the caller's transaction."""
     if col not in ("label", "excluded", "split", "note"):
         raise ValueError(f"'{col}' is not an editable field")
-    conn.executemany(f"UPDATE rows SET {col} = ? WHERE path = ?",
-                     ((bool(v) if col == "excluded" else v, p) for p, v in values.items()))
+    from imgcls.store import rowdigest
+
+    with rowdigest.kept_up(conn, list(values) if col in rowdigest.FIELDS else []):
+        conn.executemany(f"UPDATE rows SET {col} = ? WHERE path = ?",
+                         ((bool(v) if col == "excluded" else v, p) for p, v in values.items()))
 
 
 def delete_rows(conn: sqlite3.Connection, paths: list[str]) -> None:
     """Remove the rows at `paths` and mark their files for deletion, inside the caller's transaction."""
-    conn.executemany("DELETE FROM rows WHERE path = ?", ((p,) for p in paths))
+    from imgcls.store import rowdigest
+
+    with rowdigest.kept_up(conn, paths):
+        conn.executemany("DELETE FROM rows WHERE path = ?", ((p,) for p in paths))
     conn.executemany("INSERT OR IGNORE INTO doomed VALUES (?)", ((p,) for p in paths))
 
 
@@ -432,36 +435,3 @@ def pending_files(folder: Path) -> int:
     """How many files of purged rows still wait to be deleted (a crash came between the two)."""
     with reading(folder) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM doomed").fetchone()[0])
-
-
-# --- the digest of the rows that decide training --------------------------------------------------------
-
-
-def digest(name_or_folder) -> str:
-    """`versions.manifest_digest` of the dataset's rows as they stand, computed once per change (kept in the
-    store keyed by its change counter)."""
-    import hashlib
-
-    folder = folder_of(name_or_folder)
-    with reading(folder) as conn:
-        conn.execute("BEGIN")
-        changes = int(_meta(conn, "changes"))
-        cached = _meta(conn, "digest")
-        if cached and str(cached).startswith(f"{changes}:"):
-            conn.execute("COMMIT")
-            return str(cached).split(":", 1)[1]
-        sha = hashlib.sha256()
-        first = True
-        # the same text manifest_digest hashes: rows by path, fields as pandas writes them with astype(str)
-        for path, hash_, label, split, excluded in conn.execute(
-                "SELECT path, hash, label, split, excluded FROM rows ORDER BY path, ord"):
-            line = "\t".join(("" if v is None else str(v)) for v in (path, hash_, label, split))
-            sha.update((("" if first else "\n") + line + "\t" + str(bool(excluded))).encode("utf-8"))
-            first = False
-        conn.execute("COMMIT")
-        value = sha.hexdigest()
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA busy_timeout = 200")  # only a shortcut for later reads: skipped when busy
-            conn.execute("INSERT OR REPLACE INTO meta SELECT 'digest', ? WHERE "
-                         "(SELECT value FROM meta WHERE key = 'changes') = ?", (f"{changes}:{value}", changes))
-    return value

@@ -15,7 +15,7 @@ import hashlib
 
 import pandas as pd
 
-from imgcls.store import manifeststore, runs, workspace
+from imgcls.store import manifeststore, rowdigest, runs, workspace
 
 DIGEST_COLUMNS = ["path", "hash", "label", "split", "excluded"]
 
@@ -50,7 +50,7 @@ def describe_version(position: int, digest: str) -> str:
 
 def current_digest(name: str) -> str:
     """The digest of the dataset's rows as they stand now (hashed once per change, kept in its store)."""
-    return manifeststore.digest(name)
+    return rowdigest.digest(name)
 
 
 def is_current(name: str, version: dict | None) -> bool:

@@ -47,7 +47,7 @@ def _accel(config: RunConfig):
 
 def _loader(data: dict, config: RunConfig, train_mask) -> torch.utils.data.DataLoader:
     pipeline = build_pipeline(config.augment_pipeline, config.img_size, seed=config.seed)
-    # a view of the training rows, not a copy: each worker reads its images from the store's memory maps
+    # a view of the training rows, not a copy: each worker reads its images from the store's shard files
     ds = ArrayDataset(subset(data["images"], train_mask), data["labels"][train_mask], config.img_size, pipeline)
     cuda = config.device.startswith("cuda")
     workers = config.workers

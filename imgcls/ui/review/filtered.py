@@ -52,10 +52,24 @@ class Filtered:
         rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else first
         return self._described(rows.reset_index(drop=True))
 
-    def paths(self) -> list[str]:
-        """Every matching image's path, in the gallery's order (the path column only)."""
-        rest = manifestquery.page_rows(self.name, 0, -1, self._rest(), columns=["path"])
-        return [*self.suspicious["path"], *rest["path"]]
+    def index_of(self, path: str | None) -> int | None:
+        """Where the image at `path` stands in the gallery's order, or None when the filters leave it out."""
+        if path is None:
+            return None
+        hits = (self.suspicious["path"] == path).to_numpy().nonzero()[0]
+        if len(hits):
+            return int(hits[0])
+        at = manifestquery.position(self.name, path, self._rest())
+        return None if at is None else len(self.suspicious) + at
+
+    def path_at(self, i: int) -> str | None:
+        """The path of the i-th image in the gallery's order (None past the end)."""
+        if not 0 <= i < self.total:
+            return None
+        if i < len(self.suspicious):
+            return str(self.suspicious["path"].iloc[i])
+        rest = manifestquery.page_rows(self.name, i - len(self.suspicious), 1, self._rest(), columns=["path"])
+        return str(rest["path"].iloc[0]) if len(rest) else None
 
     def count_of(self, paths) -> int:
         """How many of `paths` the filters keep."""

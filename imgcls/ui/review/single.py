@@ -79,23 +79,23 @@ def _class_buttons(name: str, row, after: str) -> None:
 
 def show_one(name: str, rows, suggested: dict, report: dict | None) -> None:
     """The current image big, with Previous/Next; assigning a class or excluding moves on to the next one.
-    Only the matching paths and the one image shown are read from the dataset."""
-    paths = rows.paths()
-    if not paths:
+    Only the image shown and its neighbours' paths are read from the dataset (its place by an indexed count)."""
+    total = len(rows)
+    if not total:
         st.info("No images match these filters.")
         return
     key = current_key(name)
-    if st.session_state.get(key) not in paths:
-        st.session_state[key] = paths[0]
-    i = paths.index(st.session_state[key])
+    i = rows.index_of(st.session_state.get(key))
+    if i is None:
+        i, st.session_state[key] = 0, rows.path_at(0)
     row = next(rows.page(i, 1).itertuples(index=False))
-    after = paths[i + 1] if i + 1 < len(paths) else row.path
+    after = rows.path_at(i + 1) if i + 1 < total else row.path
     bar = st.container(horizontal=True, vertical_alignment="center")
     bar.button("Previous", key="review.one.previous", icon=":material/arrow_back:", shortcut="Left",
-               disabled=i == 0, on_click=_go, args=(name, paths[i - 1] if i else None))
-    bar.markdown(f"Image **{i + 1:,}** of {len(paths):,}")
+               disabled=i == 0, on_click=_go, args=(name, rows.path_at(i - 1) if i else None))
+    bar.markdown(f"Image **{i + 1:,}** of {total:,}")
     bar.button("Next", key="review.one.next", icon=":material/arrow_forward:", shortcut="Right",
-               disabled=i + 1 >= len(paths), on_click=_go, args=(name, after))
+               disabled=i + 1 >= total, on_click=_go, args=(name, after))
     left, right = st.columns([3, 2])
     try:
         left.image(str(thumbnail_path(workspace.dataset_dir(name), row.path, row.hash, BIG_PX)), width=BIG_PX)
