@@ -32,7 +32,7 @@ class Quotas:
     """Limits per user. Generous for one person on a laptop, and thirty of them fit on one server's disk."""
 
     disk_gb: float = 10.0           # everything in the user's workspace: images, caches, runs
-    images_per_dataset: int = 50_000
+    images_per_dataset: int = 200_000  # as many as one import may bring (measured up to 100k: README)
     datasets: int = 30
     jobs_running: int = 2           # background jobs (training, health checks, experiments) running at once
     jobs_queued: int = 10           # jobs waiting in line or running at once; more are refused
