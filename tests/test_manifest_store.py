@@ -45,6 +45,18 @@ def _writes(fn) -> tuple[list[str], int]:
     return shapes, sum(s.upper().startswith("UPDATE ROWS") for s in writes)
 
 
+def _killed_at(monkeypatch, owner, name: str, action) -> int:
+    """Run `action` in a forked child that kill -9s itself when it reaches `owner.name`; the child's status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            monkeypatch.setattr(owner, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+            action()
+        finally:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1]
+
+
 def test_an_edit_writes_the_same_statements_at_any_size():
     costs = {}
     for n in (200, 5000):
@@ -185,14 +197,8 @@ def test_a_migration_cut_short_leaves_the_old_files_and_runs_again(imgcls_home, 
     shutil.copytree(FIXTURE / "datasets", imgcls_home / "datasets")
     folder = workspace.dataset_dir("tiny")
     legacy = workspace.load_manifest_file(folder)
-    pid = os.fork()
-    if pid == 0:  # killed just before the new store would be renamed into place
-        try:
-            monkeypatch.setattr(os, "replace", lambda *a: os.kill(os.getpid(), signal.SIGKILL))
-            workspace.read_manifest("tiny")
-        finally:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
+    # killed just before the new store would be renamed into place
+    status = _killed_at(monkeypatch, os, "replace", lambda: workspace.read_manifest("tiny"))
     assert os.WIFSIGNALED(status)
     assert not (folder / "manifest.sqlite").exists() and (folder / "journal.jsonl").exists()
     pd.testing.assert_frame_equal(workspace.read_manifest("tiny"), legacy)
@@ -279,14 +285,7 @@ def test_a_purge_killed_before_its_files_go_deletes_them_on_the_next_open(mk, mo
     folder = workspace.dataset_dir("p")
     gone = workspace.read_manifest("p")["path"].iloc[0]
     journal.edit("p", "exclude", [gone])
-    pid = os.fork()
-    if pid == 0:
-        try:
-            monkeypatch.setattr(store, "remove_doomed", lambda *a: os.kill(os.getpid(), signal.SIGKILL))
-            journal.purge_excluded("p")
-        finally:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
+    status = _killed_at(monkeypatch, store, "remove_doomed", lambda: journal.purge_excluded("p"))
     assert os.WIFSIGNALED(status) and (folder / gone).exists() and not editlog.in_step("p")
     assert gone not in set(workspace.read_manifest("p")["path"])
     assert not (folder / gone).exists() and editlog.in_step("p")
