@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_train import SMALL, _png, make_dataset
 
-from imgcls.store import workspace
 from imgcls.evaluate.evaluation import evaluate
 from imgcls.evaluate.predict import Predictor
+from imgcls.store import workspace
 from imgcls.train.run import TrainConfig, prepare_run, run
-
-from test_train import SMALL, _png, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,3 +170,26 @@ def test_uploaded_zip_with_a_deflate64_member_skips_it_and_reads_the_rest():
     assert [n for n, _ in files] == ["batch.zip/set/red.png"] and files[0][1]() == _png((220, 40, 40), 1)
     assert len(errors) == 1 and errors[0]["file"] == "batch.zip/set/odd.png"
     assert errors[0]["error"].startswith("unsupported compression") and "Deflate64" in errors[0]["error"]
+
+
+def test_a_vision_transformer_run_explains_at_its_fixed_input_size(imgcls_home):
+    import torch
+
+    from imgcls.store import runs
+    from imgcls.vision.checkpoint import save_model
+    from imgcls.vision.models import create_model
+    from imgcls.vision.preprocess import Preprocess
+
+    backbone = "vit_small_patch16_224"  # takes 224×224 inputs only; the photo below is neither square nor that
+    run_id = runs.new_run_id("toy", "scratch")
+    config = Preprocess.for_backbone(backbone, pretrained=False).as_config() | {
+        "classes": ["blue", "red"], "strategy": "scratch"}
+    runs.run_dir(run_id).mkdir(parents=True)
+    workspace.atomic_write_json(runs.run_dir(run_id) / "config.json", config)
+    torch.manual_seed(0)
+    save_model(create_model(backbone, 2, pretrained=False), runs.run_dir(run_id) / "model.safetensors")
+    predictor = Predictor(run_id, check_familiar=False)
+    out = predictor.explain(_png((220, 40, 40), 5, side=300))
+    assert out["heat"].shape == (224, 224) and out["overlay"].shape == (224, 224, 3)
+    assert 0 <= out["heat"].min() and out["heat"].max() == 1 and out["heat"].std() > 0.02
+    assert out["class"] == predictor.predict([("red.png", _png((220, 40, 40), 5, side=300))])[0]["prediction"]
