@@ -7,7 +7,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from imgcls.vision import inside
-from imgcls.vision.models import create_model, data_config
+from imgcls.vision.imgcache import to_tensor
+from imgcls.vision.models import BACKBONES, create_model, data_config
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,69 @@ def test_each_stage_says_what_to_look_for(lite0):
     maps = inside.feature_maps(lite0, inside.prepare(Image.fromarray(skdata.chelsea()), dcfg), dcfg, top=2)
     assert all(len(stage["look_for"]) > 40 for stage in maps.values())
     assert "beside the photo" in maps["early"]["look_for"]
+
+
+# --- every backbone on offer, with random weights at its own input size ------------------------------------
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def backbone(request):
+    """A random-weight model of each backbone, its data config and the cat photo prepared for it."""
+    torch.manual_seed(0)
+    model = create_model(request.param, 2, pretrained=False).eval()
+    dcfg = data_config(model)
+    return model, dcfg, inside.prepare(Image.fromarray(skdata.chelsea()), dcfg)
+
+
+def _is_transformer(model) -> bool:
+    return getattr(model, "num_prefix_tokens", None) is not None
+
+
+def test_every_backbone_shows_three_stages_of_maps(backbone):
+    model, dcfg, image = backbone
+    maps = inside.feature_maps(model, image, dcfg, top=3)
+    assert list(maps) == ["early", "middle", "late"]
+    for stage in maps.values():
+        channels, h, w = stage["shape"]
+        assert len(stage["maps"]) == 3 and all(m.shape == (h, w) and m.dtype == np.uint8 for m in stage["maps"])
+        assert max(int(m.max()) for m in stage["maps"]) > 0 and stage["note"] and stage["look_for"]
+    sides = [maps[s]["shape"][-1] for s in maps]
+    if _is_transformer(model):  # one patch grid from the first block to the last, and the notes say so
+        grid = image.shape[0] // model.patch_embed.patch_size[0]
+        assert sides == [grid] * 3
+        assert all("patches" in s["note"] and "shrink" in maps["early"]["note"] for s in maps.values())
+    else:
+        assert sides[0] > sides[1] > sides[2] and "patches" not in maps["middle"]["note"]
+
+
+def test_every_backbone_s_stages_are_the_outputs_of_its_own_layers(backbone):
+    """The maps are what the named layers (timm's feature_info) give in an ordinary forward pass."""
+    model, dcfg, image = backbone
+    picked = inside.stage_indices(model)
+    assert picked["early"] < picked["middle"] < picked["late"] == len(model.feature_info) - 1
+    caught, hooks = {}, []
+    for stage, i in picked.items():
+        layer = model.get_submodule(model.feature_info[i]["module"])
+        hooks.append(layer.register_forward_hook(lambda _m, _i, out, s=stage: caught.__setitem__(s, out[0])))
+    try:
+        with torch.no_grad():
+            model(to_tensor(image[None], dcfg["mean"], dcfg["std"], "cpu"))
+    finally:
+        for h in hooks:
+            h.remove()
+    shown = inside.stage_outputs(model, image, dcfg)
+    for stage, out in caught.items():
+        info = model.feature_info[picked[stage]]
+        if out.ndim == 2:  # a transformer block's tokens: the patches after the class token, row by row
+            grid = image.shape[0] // model.patch_embed.patch_size[0]
+            out = out[model.num_prefix_tokens:].T.reshape(-1, grid, grid)
+        assert shown[stage].shape == out.shape and out.shape[0] == info["num_chs"]
+        assert out.shape[-1] == image.shape[1] // info["reduction"]
+        assert torch.allclose(shown[stage], out, atol=1e-4)
+
+
+def test_every_backbone_s_first_layer_filters_make_a_grid(backbone):
+    model, _, _ = backbone
+    conv = inside.first_layer(model)
+    assert conv.in_channels == 3  # the layer that looks at raw pixels (a transformer's patch embedding)
+    grid = inside.filter_grid(model, cell=8, columns=8, gap=1)
+    assert grid.shape == (-(-conv.out_channels // 8) * 9 + 1, 8 * 9 + 1, 3) and grid[1:9, 1:9].std() > 5

@@ -1,4 +1,4 @@
-"""Inside a CNN: its first-layer filters, what each stage responds to in one image, and the ImageNet guess
+"""Inside the network: its first-layer filters, what each stage responds to in one image, and the ImageNet guess
 of the pretrained backbone that transfer learning starts from."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from PIL import Image
 from imgcls.vision.imgcache import to_tensor
 from imgcls.vision.preprocess import Preprocess
 
-# Where each stage sits in timm's EfficientNet family (conv_stem → blocks[0..6] → conv_head):
-# block 1 still sees edges and colour blobs at 1/4 resolution, block 3 textures and parts at 1/16,
-# block 6 whole-object patterns at 1/32.
-STAGES = {"early": 1, "middle": 3, "late": 6}
+# Early, middle and late stages are picked from the intermediate outputs timm's `forward_intermediates` gives
+# (one per entry of `model.feature_info`): in a CNN by how much each has shrunk the image, the first at 1/4 of
+# the input's side (edges and colour blobs), the first at 1/16 (textures and parts), and the last (1/32: whole
+# objects); the notes below describe those depths.
+STAGE_REDUCTIONS = {"early": 4, "middle": 16}
 STAGE_NOTES = {
     "early": "Early layers respond to edges, colour blobs and simple textures, wherever they are in the image.",
     "middle": "Middle layers combine those into textures and parts: fur, stripes, corners, wheels, petals.",
@@ -30,6 +31,22 @@ STAGE_LOOK = {
               "for the plain background going dark.",
     "late": "Each cell now covers a large part of the photo: a few bright cells mark where the object is, and "
             "which ones depends on what the channel has learned to recognise.",
+}
+# A vision transformer cuts the image into patches once and keeps that grid to the end: its maps never
+# shrink, what grows with depth is how much of the image each patch's vector has gathered through attention.
+GRID_NOTE = {
+    "early": "A transformer does not shrink its map: every stage keeps the same grid of {patch}×{patch}-pixel "
+             "patches, and deeper stages mix into each patch more of what the other patches hold.",
+    "middle": "Still the grid of {patch}×{patch}-pixel patches: a transformer does not shrink its map.",
+    "late": "Still the grid of {patch}×{patch}-pixel patches, each now informed by the whole image.",
+}
+GRID_LOOK = {
+    "early": "Put each map beside the photo: each cell is one {patch}×{patch}-pixel patch, bright where that "
+             "channel's colour or edge is in it. The object's rough outline still shows.",
+    "middle": "The grid is the same as before: look for bright patches on textured or detailed parts of the "
+              "object, and for the plain background going dark.",
+    "late": "Each cell is still one patch, but it now carries what it gathered from the whole photo: a few "
+            "bright cells mark where the object is, and which ones depends on what the channel has learned.",
 }
 DISPLAY_PERCENTILE = 99.5  # a map is scaled so this share of its pixels is below white: one hot pixel does not
 # turn the rest black
@@ -65,26 +82,49 @@ def prepare(img: Image.Image, dcfg: dict, img_size: int | None = None) -> np.nda
     return Preprocess.from_data_config(dcfg, img_size).prepare(img)
 
 
+def stage_indices(model: torch.nn.Module) -> dict[str, int]:
+    """Which of the backbone's intermediate outputs (its `feature_info` entries) are its early, middle and late
+    stages."""
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, list) or len(info) < 3 or not hasattr(model, "forward_intermediates"):
+        raise ValueError(f"Feature maps need a timm backbone with forward_intermediates and at least three "
+                         f"stages; {type(model).__name__} is not one.")
+    reductions = [int(f["reduction"]) for f in info]
+    last = len(info) - 1
+    by_depth = {"early": last // 4, "middle": last // 2, "late": last}
+    if len(set(reductions)) == 1:  # one grid all the way (a transformer): stages by depth instead
+        return by_depth
+    # the first output shrunk at least that much, else the last one
+    picks = {stage: next((i for i, r in enumerate(reductions) if r >= want), last)
+             for stage, want in STAGE_REDUCTIONS.items()} | {"late": last}
+    return picks if len(set(picks.values())) == 3 else by_depth  # three different depths, whatever the sizes
+
+
 @torch.no_grad()
 def stage_outputs(model: torch.nn.Module, image: np.ndarray, dcfg: dict) -> dict[str, torch.Tensor]:
     """Activations (C×H×W) after the early, middle and late stages for one prepared image."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or len(blocks) <= max(STAGES.values()):
-        raise ValueError("Feature maps are shown for EfficientNet-style backbones (with .blocks).")
-    caught: dict[str, torch.Tensor] = {}
-    hooks = [blocks[i].register_forward_hook(lambda _m, _i, out, s=stage: caught.__setitem__(s, out[0]))
-             for stage, i in STAGES.items()]
-    try:
-        model.eval()
-        model.forward_features(to_tensor(image[None], dcfg["mean"], dcfg["std"], "cpu"))
-    finally:
-        for h in hooks:
-            h.remove()
-    return caught
+    stages = stage_indices(model)
+    model.eval()
+    x = to_tensor(image[None], dcfg["mean"], dcfg["std"], "cpu")
+    # NCHW for every backbone: a transformer's patch tokens come back on their grid, its class token left out
+    outs = model.forward_intermediates(x, indices=list(stages.values()), intermediates_only=True,
+                                       stop_early=True, output_fmt="NCHW")
+    return {stage: out[0] for stage, out in zip(stages, outs)}
+
+
+def stage_notes(model: torch.nn.Module) -> tuple[dict[str, str], dict[str, str]]:
+    """What each stage responds to and what to look for in its maps, for this kind of backbone."""
+    embed = getattr(model, "patch_embed", None)
+    if embed is None or getattr(model, "num_prefix_tokens", None) is None:
+        return STAGE_NOTES, STAGE_LOOK
+    patch = int(embed.patch_size[0])
+    return ({stage: f"{note} {GRID_NOTE[stage].format(patch=patch)}" for stage, note in STAGE_NOTES.items()},
+            {stage: look.format(patch=patch) for stage, look in GRID_LOOK.items()})
 
 
 def feature_maps(model: torch.nn.Module, image: np.ndarray, dcfg: dict, top: int = 8) -> dict[str, dict]:
     """Per stage, the `top` most active channels as 0–255 maps, with their mean activation and the shape."""
+    notes, looks = stage_notes(model)
     out = {}
     for stage, act in stage_outputs(model, image, dcfg).items():
         act = act.float().cpu()
@@ -96,7 +136,7 @@ def feature_maps(model: torch.nn.Module, image: np.ndarray, dcfg: dict, top: int
             peak = float(np.percentile(m, DISPLAY_PERCENTILE)) or float(m.max())
             maps.append((np.clip(m / peak, 0, 1) * 255 if peak > 0 else m).astype(np.uint8))
         out[stage] = {"channels": best.tolist(), "strength": strength[best].tolist(), "maps": maps,
-                      "shape": list(act.shape), "note": STAGE_NOTES[stage], "look_for": STAGE_LOOK[stage]}
+                      "shape": list(act.shape), "note": notes[stage], "look_for": looks[stage]}
     return out
 
 
