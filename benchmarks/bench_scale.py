@@ -87,7 +87,7 @@ def make_zip(path: Path, n: int) -> float:
 
 # --- one step in its own process, with its peak memory ---------------------------------------------
 
-def _sample_children(pid: int, peaks: dict[int, int], done: threading.Event) -> None:
+def _sample_children(pid: int, peaks: dict[int, int], done: threading.Event, tree: dict | None = None) -> None:
     import psutil
 
     try:
@@ -104,19 +104,60 @@ def _sample_children(pid: int, peaks: dict[int, int], done: threading.Event) -> 
                 peaks[proc.pid] = max(peaks.get(proc.pid, 0), proc.memory_info().rss)
             except psutil.Error:
                 pass
+        if tree is not None:
+            _sample_tree([parent, *procs], tree)
 
 
-def run_step(cmd: list[str], home: Path, log: Path, root: Path = ROOT) -> dict:
+def _anon_pss(pid: int) -> int:
+    """A process's anonymous memory, each page it shares with a forked relative split between them (bytes)."""
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss_Anon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/smaps_rollup has no Pss_Anon line: this kernel is too old for it")
+
+
+def _sample_tree(procs: list, tree: dict) -> None:
+    """Peak memory of the processes together: RSS summed, which counts a page every process maps (a forked
+    worker's copy-on-write pages, the libraries) once per process; and with such pages counted once: the
+    anonymous pages split among the processes sharing them, summed, plus the largest file-backed share (the
+    libraries, counted whole). The second costs about 10 ms a process, so it is read when the RSS sum could
+    pass its peak, at most once a second, and whenever the RSS sum rises 2% above its last reading."""
+    import psutil
+
+    infos = {}
+    for proc in procs:
+        try:
+            infos[proc.pid] = proc.memory_info()
+        except psutil.Error:
+            pass
+    rss, now = sum(m.rss for m in infos.values()), time.monotonic()
+    tree["rss"] = max(tree.get("rss", 0), rss)
+    rising = rss > tree.get("rss_read", 0) * 1.02
+    if not rising and (rss <= tree.get("once", 0) or now - tree.get("read_at", 0.0) < 1.0):
+        return
+    anon = 0
+    for pid in infos:
+        try:
+            anon += _anon_pss(pid)
+        except (FileNotFoundError, ProcessLookupError):  # it ended since
+            pass
+    tree["rss_read"], tree["read_at"] = max(tree.get("rss_read", 0), rss), now
+    tree["once"] = max(tree.get("once", 0), anon + max((m.shared for m in infos.values()), default=0))
+
+
+def run_step(cmd: list[str], home: Path, log: Path, root: Path = ROOT, tree: bool = False) -> dict:
     """Run cmd in checkout `root` with IMGCLS_HOME=home; wall seconds, peak RSS (MB) of it and of its largest
-    child, its last JSON line."""
+    child (with `tree`, also of all its processes at once: _sample_tree), its last JSON line."""
     env = dict(os.environ, IMGCLS_HOME=str(home), PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
     out_path = log.with_suffix(".out")
     with open(out_path, "w") as out, open(log, "w") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err)
         peaks: dict[int, int] = {}
+        together: dict[str, int] | None = {} if tree else None
         done = threading.Event()
-        sampler = threading.Thread(target=_sample_children, args=(proc.pid, peaks, done), daemon=True)
+        sampler = threading.Thread(target=_sample_children, args=(proc.pid, peaks, done, together), daemon=True)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
@@ -127,9 +168,13 @@ def run_step(cmd: list[str], home: Path, log: Path, root: Path = ROOT) -> dict:
         raise RuntimeError(f"{' '.join(cmd[:5])} … failed ({proc.returncode}); see {log}")
     lines = out_path.read_text().strip().splitlines()
     result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    return {"seconds": round(seconds, 2), "rss_mb": round(usage.ru_maxrss / 1024),
-            "child_rss_mb": round(max(peaks.values(), default=0) / 2**20), "children": len(peaks),
-            "result": result}
+    step = {"seconds": round(seconds, 2), "rss_mb": round(usage.ru_maxrss / 1024),
+            "child_rss_mb": round(max(peaks.values(), default=0) / 2**20), "children": len(peaks), "result": result}
+    if together is not None:
+        own = usage.ru_maxrss * 1024  # exact, where the 0.2 s samples of the whole tree may miss a spike
+        step.update(tree_rss_mb=round(max(together.get("rss", 0), own) / 2**20),
+                    tree_shared_once_mb=round(max(together.get("once", 0), own) / 2**20))
+    return step
 
 
 def imgcls(*args: str) -> list[str]:
