@@ -14,6 +14,21 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True, scope="session")
+def machine_cache(tmp_path_factory) -> Path:
+    """Converted public networks (vision.engine) go to a folder of this test session, not the user's cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("machine-cache")
+    old = os.environ.get("IMGCLS_CACHE_HOME")
+    os.environ["IMGCLS_CACHE_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("IMGCLS_CACHE_HOME", None)
+    else:
+        os.environ["IMGCLS_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def imgcls_home(tmp_path, monkeypatch) -> Path:
     """Point IMGCLS_HOME at an empty folder of this test's own."""

@@ -177,3 +177,14 @@ def test_missing_keys_get_defaults_and_unknown_keys_are_kept():
     assert config.preprocess.weights == "efficientnet-lite0-57934424.pth"  # the pretrained rule names them
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
+
+
+def test_a_fixed_size_backbone_keeps_its_own_input_size_under_every_strategy():
+    from imgcls.train.config import TrainConfig
+    from imgcls.vision.models import fixed_input_size
+
+    assert fixed_input_size("vit_small_patch16_224") and not fixed_input_size("efficientnet_lite0")
+    for name in ("linear", "finetune", "full", "scratch"):
+        vit = TrainConfig(dataset="d", backbone="vit_small_patch16_224", strategy=name).resolved()
+        assert vit.img_size is None  # the run takes the backbone's 224
+    assert TrainConfig(dataset="d", strategy="linear").resolved().img_size == 256

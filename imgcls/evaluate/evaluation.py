@@ -23,9 +23,9 @@ def _probabilities(model, images, config: dict, device: str, tta: bool) -> np.nd
     step = max(read_chunk(), 64)
     for start in range(0, len(images), step):
         chunk = np.asarray(images[start:start + step])
-        probs = probabilities(model, chunk, pre, device)
+        probs = probabilities(model, chunk, pre, device, expected=len(images) * (2 if tta else 1))
         if tta:  # the mirror image too, averaged: a cheap, common test-time augmentation
-            probs = (probs + probabilities(model, chunk[:, :, ::-1], pre, device)) / 2
+            probs = (probs + probabilities(model, chunk[:, :, ::-1], pre, device, expected=2 * len(images))) / 2
         out.append(probs)
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 

@@ -82,6 +82,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with the strategy's defaults filled in."""
         from imgcls.train.loops import default_threads  # loops imports torch
+        from imgcls.vision.models import fixed_input_size
 
         d = strategies.strategy(self.strategy).defaults
         lr = self.lr if self.lr not in (None, "") else d.lr
@@ -89,7 +90,8 @@ class TrainConfig:
             lr = float(lr)
         return dataclasses.replace(
             self, epochs=self.epochs or d.epochs, lr=lr, batch_size=self.batch_size or d.batch_size,
-            img_size=self.img_size or d.img_size,
+            # a strategy's larger default size is for backbones that take any size
+            img_size=self.img_size or (None if fixed_input_size(self.backbone) else d.img_size),
             patience=self.patience or d.patience, device=resolve_device(self.device),
             threads=self.threads or default_threads(),
         )

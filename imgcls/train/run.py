@@ -21,7 +21,7 @@ from imgcls.train.loops import reproducible
 from imgcls.train.netfit import fit_network, network_lr_find_run
 from imgcls.train.strategies import strategy
 from imgcls.vision import imgcache
-from imgcls.vision.models import create_model, data_config
+from imgcls.vision.models import create_model, data_config, fixed_input_size
 from imgcls.vision.preprocess import weights_id
 
 IMBALANCE_LIMIT = 3.0  # past 3:1 between the largest and smallest class, the loss is reweighted
@@ -126,6 +126,9 @@ def prepare_run(config: TrainConfig) -> str:
     notes = check_dataset(df)
     dcfg = data_config(cfg.backbone)
     img_size = cfg.img_size or int(dcfg["input_size"][-1])
+    if fixed_input_size(cfg.backbone) and img_size != int(dcfg["input_size"][-1]):
+        raise TrainError(f"{cfg.backbone} takes {dcfg['input_size'][-1]} px images only, not {img_size} px: "
+                         "leave the image size at its default for this backbone.")
     pipeline = build_pipeline(resolve_augment(cfg.augment, cfg.dataset), img_size)
     run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)

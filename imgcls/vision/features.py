@@ -6,6 +6,7 @@ head can be retrained in seconds and nothing is embedded twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Callable
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from imgcls.vision import cachestore
+from imgcls.vision.engine import channels_last, compiled
 from imgcls.vision.imgcache import center_crop, to_tensor
 
 
@@ -56,13 +58,16 @@ def extract(model: torch.nn.Module, images, hashes: list[str], key: str, config:
             seen.add(digest)
             missing.append(i)
     model.eval()
+    fast = compiled(model, "features", img_size, len(missing), device)
+    cl = fast is None and channels_last(model)
     # batches of even size: on the CPU a batch of one or two can take other kernels and round the last digit
     # differently, so a lone leftover image would embed unlike the same image in a full batch
     batch_size = -(-len(missing) // max(-(-len(missing) // batch_size), 1)) if missing else batch_size
     for start in range(0, len(missing), batch_size):
         idx = missing[start:start + batch_size]
-        x = to_tensor(center_crop(np.asarray(images[np.array(idx)]), img_size), config["mean"], config["std"], device)
-        out = embed(model, x).float().cpu().numpy().astype(np.float32)
+        x = to_tensor(center_crop(np.asarray(images[np.array(idx)]), img_size), config["mean"], config["std"], device,
+                      cl)
+        out = (fast or functools.partial(embed, model))(x).float().cpu().numpy().astype(np.float32)
         store.append([hashes[i] for i in idx], out)
         if progress:
             progress(min(start + batch_size, len(missing)) / len(missing), "Computing backbone features")

@@ -12,6 +12,8 @@ import torch
 from timm.data import resolve_data_config
 from timm.models import get_pretrained_cfg
 
+from imgcls.vision.engine import mark_public
+
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 # Name -> one-line description shown to the user; the order is the order of the picker.
@@ -41,14 +43,14 @@ def create_model(name: str, num_classes: int, pretrained: bool = True) -> torch.
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
     if name == DEFAULT_BACKBONE:
-        return _create_lite0(num_classes)
-    path = _fetch_weights(name)
-    # Handing timm the local file keeps its own head surgery and checkpoint filters,
-    # without letting it touch the network again.
-    return timm.create_model(
-        name, pretrained=True, num_classes=num_classes,
-        pretrained_cfg_overlay={"file": path},
-    )
+        model = _create_lite0(num_classes)
+    else:
+        # Handing timm the local file keeps its own head surgery and checkpoint filters,
+        # without letting it touch the network again.
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes,
+                                  pretrained_cfg_overlay={"file": _fetch_weights(name)})
+    mark_public(model)  # ImageNet's weights: their converted form may be shared (vision.engine)
+    return model
 
 
 def frozen_backbone(name: str, pretrained: bool = True, seed: int = 0, device: str = "cpu") -> torch.nn.Module:
@@ -62,8 +64,16 @@ def _frozen(name: str, pretrained: bool, seed: int, device: str) -> torch.nn.Mod
     with torch.random.fork_rng(devices=[]):  # seeding here leaves the caller's random stream alone
         torch.manual_seed(seed)
         model = create_model(name, num_classes=2, pretrained=pretrained).eval()
+    if not pretrained:
+        mark_public(model)  # weights drawn from a seed: their converted form may be shared (vision.engine)
     # channels-last runs EfficientNet's depthwise convolutions about twice as fast on a CPU
     return model.to(device, memory_format=torch.channels_last)
+
+
+def fixed_input_size(name: str) -> bool:
+    """Whether the backbone takes only its own input size (a vision transformer's position embeddings)."""
+    cfg = get_pretrained_cfg(name)
+    return bool(cfg and cfg.fixed_input_size)
 
 
 def data_config(model_or_name: torch.nn.Module | str) -> dict:
