@@ -252,8 +252,8 @@ def cmd_predict(args) -> dict:
 
 
 def cmd_export(args) -> dict:
-    """Write a run's export bundle: safetensors, TorchScript, ONNX, preprocessing, goldens, predict.py."""
-    from imgcls.evaluate.export import export_run
+    """Write a run's export bundle: safetensors, .pt2, ONNX, TFLite, Core ML, preprocessing, goldens, predict.py."""
+    from imgcls.evaluate.export import export_run, skipped
 
     if args.bundle:  # the Evaluate page's background job: the ZIP beside the run, built once per model
         from imgcls.evaluate.exportjob import run_job
@@ -261,16 +261,29 @@ def cmd_export(args) -> dict:
         bundle = run_job(args.run)
         if not args.json:
             print(f"The export bundle of {args.run}: {bundle}")
-        return {"run": args.run, "bundle": str(bundle)}
-    out = export_run(args.run, args.out)
+            print("".join(f"Not in it: {line}\n" for line in skipped(bundle)), end="")
+        return {"run": args.run, "bundle": str(bundle), "skipped": skipped(bundle)}
+    out = export_run(args.run, args.out, only=args.formats)
     files = sorted(p.name for p in out.iterdir())
     row = run_row(args.run)
     if not args.json:
         print(f"Exported {row['name']} ({args.run}"
               f"{', stopped early' if row['stopped_early'] else ''}) to {out}: {', '.join(files)}")
+        print("".join(f"Not in it: {line}\n" for line in skipped(out)), end="")
         print(f"Try it: cd {out} && python predict.py goldens/*.*")
     return {"run": args.run, "name": row["name"], "stopped_early": row["stopped_early"], "out": str(out),
-            "files": files}
+            "files": files, "skipped": skipped(out)}
+
+
+def _optional_formats(text: str) -> set[str]:
+    """--formats: optional export formats, comma-separated, or "none"."""
+    from imgcls.evaluate.formats import optional
+
+    chosen = {t.strip().lower() for t in text.split(",") if t.strip()} - {"none"}
+    if unknown := sorted(chosen - set(optional())):
+        raise argparse.ArgumentTypeError(f"no export format {', '.join(unknown)}: choose from "
+                                         f"{', '.join(optional())}, or none")
+    return chosen
 
 
 def cmd_experiment(args) -> dict:
@@ -455,8 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="below this, the answer is 'not sure'")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
-    p = verbs.add_parser("export", help="export a run: ONNX, TorchScript, safetensors, predict.py, goldens")
+    p = verbs.add_parser("export", help="export a run: safetensors, .pt2, ONNX, TFLite, Core ML, predict.py, goldens")
     p.add_argument("run")
+    p.add_argument("--formats", type=_optional_formats, metavar="LIST",
+                   help="with --out: the optional formats to write besides .pt2 and ONNX, comma-separated "
+                        "(tflite, coreml; default both, where `pip install -e .[export]` installed their converters), "
+                        "or none")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="a new folder for the bundle")
     where.add_argument("--bundle", action="store_true",

@@ -1,5 +1,6 @@
 """The export bundle (imgcls.evaluate.export.export_zip) built as a background job, so a page stays
-responsive while ONNX and TorchScript are written, and a refresh does not lose it.
+responsive while the model files are converted and checked (tens of seconds: torch.export, ONNX, and TFLite
+and Core ML where their converters are installed), and a refresh does not lose it.
 
 runs/<id>/export-status.json is its status (the job system's format); the bundle lands beside it.
 """
@@ -55,5 +56,5 @@ def run_job(run_id: str) -> Path:
     with jobs.slots.hold("cpu"), jobs.running(path, label=f"export/{run_id}", what="The export",
                                               log=path.with_name("export-log.txt"),
                                               shown_log=f"runs/{run_id}/export-log.txt",
-                                              message="Writing safetensors, TorchScript and ONNX"):
+                                              message="Converting the model and checking each file"):
         return export_zip(run_id)

@@ -91,5 +91,5 @@ def show_evaluate_code(run_id: str, split: str, tta: bool) -> None:
             "predictor = Predictor(run_id)\n"
             "rows = predictor.predict([('photo.jpg', open('photo.jpg', 'rb').read())], top_k=3)\n"
             "print(rows[0]['prediction'], rows[0]['confidence'])\n\n"
-            "from imgcls.evaluate.export import export_run\n\nexport_run(run_id, 'bundle')  # ONNX, TorchScript, predict.py …\n")
+            "from imgcls.evaluate.export import export_run\n\nexport_run(run_id, 'bundle')  # .pt2, ONNX, TFLite, Core ML, predict.py …\n")
     show_code(code, "evaluates this run, predicts a photo with it and exports it")

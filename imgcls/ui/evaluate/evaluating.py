@@ -10,7 +10,7 @@ import streamlit as st
 
 from imgcls import jobs
 from imgcls.charts import evaluation as eval_charts
-from imgcls.evaluate import exportjob
+from imgcls.evaluate import export, exportjob
 from imgcls.evaluate.evaluation import evaluate, saved_evaluation
 from imgcls.ingest.images import ImageProblem
 from imgcls.store import runnames, runs, workspace
@@ -187,8 +187,9 @@ def show_roc(table: pd.DataFrame, classes: list[str], key: str) -> None:
 def show_export(run_id: str) -> None:
     """Build the export bundle on request, as a background job (once per model), and offer it as a ZIP, read
     when downloaded."""
-    st.caption("The model as safetensors, TorchScript and ONNX, its preprocessing, a few test images with "
-               "their expected outputs, a standalone predict.py and a model card.")
+    st.caption("The model as safetensors, a torch.export program (.pt2), ONNX, TFLite and Core ML, its "
+               "preprocessing, a few test images with their expected outputs, a standalone predict.py and a model "
+               "card saying what runs each file and how closely each agrees with the app.")
     bundle, status = exportjob.ready(run_id), exportjob.status(run_id)
     if bundle is None and status.get("state") in jobs.ACTIVE:
         show_job(JobView(stop_key="evaluate.export.stop", status=partial(exportjob.status, run_id),
@@ -205,3 +206,5 @@ def show_export(run_id: str) -> None:
                + (" and says it was stopped early." if runs.stopped_early(runs.read_status(run_id)) else "."))
     st.download_button("Download the ZIP", bundle.read_bytes, file_name=f"{run_id}.zip", mime="application/zip",
                        key="evaluate.download", icon=":material/download:", on_click="ignore")
+    if left := export.skipped(bundle):
+        st.caption("Not in this bundle: " + "; ".join(plain(line) for line in left) + ".")
