@@ -190,7 +190,7 @@ def _train_step(model, x, y, plain: bool, finetune: bool):
     if fast:
         net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    bf16 = fast and cpu_bf16()
+    bf16 = fast and not finetune and cpu_bf16()  # as imgcls.train.netfit._accel chooses
 
     def step():
         net.train()

@@ -54,12 +54,14 @@ def plain_torch() -> bool:
     return os.environ.get(ENV, "").lower() == "torch"
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_bf16() -> bool:
     """Whether training on this CPU may run in bf16 mixed precision: it has the instructions (AVX512-BF16 or
-    AMX), so bf16 is faster rather than emulated."""
-    if plain_torch():
-        return False
+    AMX), so bf16 is faster rather than emulated, and plain PyTorch is not asked for."""
+    return not plain_torch() and _bf16_instructions()
+
+
+@functools.lru_cache(maxsize=1)
+def _bf16_instructions() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

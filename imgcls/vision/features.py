@@ -58,8 +58,9 @@ def extract(model: torch.nn.Module, images, hashes: list[str], key: str, config:
             seen.add(digest)
             missing.append(i)
     model.eval()
-    fast = compiled(model, "features", img_size, len(missing), device)
-    cl = fast is None and channels_last(model)
+    # nothing missing: the model may be a stand-in that is never called (health.scan)
+    fast = compiled(model, "features", img_size, len(missing), device) if missing else None
+    cl = bool(missing) and fast is None and channels_last(model)
     # batches of even size: on the CPU a batch of one or two can take other kernels and round the last digit
     # differently, so a lone leftover image would embed unlike the same image in a full batch
     batch_size = -(-len(missing) // max(-(-len(missing) // batch_size), 1)) if missing else batch_size
