@@ -30,6 +30,18 @@ def machine_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def plain_torch(monkeypatch):
+    """Every network runs in plain PyTorch (vision.engine): for tests that count PyTorch's own calls, which a
+    network converted earlier in the session would otherwise skip."""
+    from imgcls.vision import engine
+
+    monkeypatch.setenv(engine.ENV, "torch")
+    engine.available.cache_clear()
+    yield
+    engine.available.cache_clear()  # read again, after the setting is undone
+
+
+@pytest.fixture
 def imgcls_home(tmp_path, monkeypatch) -> Path:
     """Point IMGCLS_HOME at an empty folder of this test's own."""
     home = tmp_path / "home"

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_peers  # noqa: E402
-from bench_scale import _sample_tree, run_step  # noqa: E402
+from bench_scale import _sample_tree  # noqa: E402
 
 
 def step(rss: int, once: int, own: int = 100, seconds: float = 1.0) -> dict:
@@ -105,6 +105,13 @@ def test_tree_memory_counts_a_forked_childs_shared_pages_twice_in_rss_and_once_o
 
 
 def test_run_step_reports_the_tree_beside_its_own_peak(tmp_path):
-    got = run_step([sys.executable, "-c", FORKS], tmp_path, tmp_path / "fork.log", tree=True)
+    # measured from a fresh interpreter: Linux hands a child its parent's peak RSS at fork (ru_maxrss survives
+    # exec), so from a test process grown large the step's own peak would read as the test's
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    script = (f"import json, sys; sys.path.insert(0, {str(bench)!r}); from bench_scale import run_step; "
+              f"from pathlib import Path; t = Path({str(tmp_path)!r}); "
+              f"print(json.dumps(run_step([sys.executable, '-c', {FORKS!r}], t, t / 'fork.log', tree=True)))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["rss_mb"] < 300 <= 400 <= got["tree_rss_mb"]
     assert got["rss_mb"] <= got["tree_shared_once_mb"] < got["rss_mb"] + 60

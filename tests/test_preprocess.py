@@ -120,7 +120,8 @@ def test_a_runs_config_gives_the_preprocessing_it_was_made_with(imgcls_home, str
     assert expected.weights == config["weights"] and expected.data_config == config["data_config"]
 
 
-def test_health_check_then_default_linear_run_decode_and_embed_each_image_once(imgcls_home, monkeypatch):
+def test_health_check_then_default_linear_run_decode_and_embed_each_image_once(imgcls_home, monkeypatch,
+                                                                              plain_torch):
     _dataset()
     paths = workspace.read_manifest("toy")["path"].tolist()
     decoded, embedded = collections.Counter(), []
@@ -143,7 +144,7 @@ def test_health_check_then_default_linear_run_decode_and_embed_each_image_once(i
     assert runs.read_status(run_id)["state"] == "done"
 
 
-def test_a_health_check_at_another_size_shares_nothing(imgcls_home, monkeypatch):
+def test_a_health_check_at_another_size_shares_nothing(imgcls_home, monkeypatch, plain_torch):
     """The counter above can fail: a check at the backbone's native size makes the run decode and embed again."""
     _dataset()
     n = len(workspace.read_manifest("toy"))

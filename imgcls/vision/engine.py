@@ -115,7 +115,7 @@ def _convert(module: torch.nn.Module, size: int, path) -> None:
     import openvino as ov
 
     example = torch.zeros(2, 3, size, size)
-    with torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad():  # a caller's inference mode would reach the export
         program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},))
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
     ov.save_model(ov.convert_model(program), str(tmp), compress_to_fp16=False)
@@ -189,5 +189,6 @@ def channels_last(module: torch.nn.Module) -> bool:
     plain PyTorch; whether the inputs should be channels-last too."""
     if plain_torch():
         return False
-    module.to(memory_format=torch.channels_last)
+    with torch.inference_mode(False):  # called under inference mode, the weights would become inference
+        module.to(memory_format=torch.channels_last)  # tensors, which no later gradient (Grad-CAM) may touch
     return True
