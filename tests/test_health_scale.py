@@ -197,10 +197,6 @@ def test_draft_thumbnail_of_a_large_jpeg_looks_like_the_full_decode(home, monkey
     with Image.open(drafted) as a, Image.open(full) as b:
         diff = np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))
     assert diff.mean() < 2.0, f"mean difference {diff.mean():.2f} levels of 255"
-    monkeypatch.undo()
-    draft_s = fastest(lambda: thumbs.load_small(home / "photo.jpg", 128))
-    full_s = fastest(lambda: load_rgb(home / "photo.jpg"))
-    assert draft_s < full_s / 2, (draft_s, full_s)  # the point of draft mode (measured: 3× less)
 
 
 def test_draft_mode_keeps_the_exif_orientation(home):
