@@ -3,7 +3,7 @@
 import streamlit as st
 
 from imgcls.ui.common import state, teach, widgets
-from imgcls.ui.train import live as training_live, training
+from imgcls.ui.train import headroom as headroom_check, live as training_live, training
 
 st.title("Train")
 if not widgets.show_dataset_nudge():
@@ -17,6 +17,7 @@ training.show_header(dataset, infos)
 st.subheader("Settings")
 teach.show_concept("transfer")
 config = training.config_controls(dataset)
+headroom_check.show(dataset, config)
 buttons = st.container(horizontal=True)
 if buttons.button("Start training", key="train.start", type="primary", icon=":material/play_arrow:",
                     disabled=config is None):

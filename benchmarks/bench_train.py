@@ -147,8 +147,9 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         print_health_then_train(rows)
         return
-    # the reference first: the ratio needs it even if a long strategy is cut short
-    refs = [reference(zip_path, s, args.reference_epochs, args.target) for s in args.reference_seeds]
+    # the reference first: the ratio needs it even if a long strategy is cut short (--reference-epochs 0: none)
+    refs = [reference(zip_path, s, args.reference_epochs, args.target) for s in args.reference_seeds
+            if args.reference_epochs > 0]
     rows = []
     for strategy in args.strategies:
         extra = ["--epochs", str(args.scratch_epochs)] if strategy == "scratch" else []

@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from imgcls.store import ranges, workspace
-from imgcls.train.config import TrainConfig
+from imgcls.train.config import DEFAULT_BACKBONE, TrainConfig
 
 
 def _print_progress(fraction: float, text: str) -> None:
@@ -311,6 +311,21 @@ def cmd_measure_labels(args) -> dict:
     return result
 
 
+def cmd_headroom(args) -> dict:
+    """Measure whether fine-tuning is expected to beat the last layer alone (the Train page's check)."""
+    from imgcls.train import headroom
+
+    echo = None if args.json or not sys.stderr.isatty() else _print_progress
+    if args.key:  # the Train page's background job
+        result = headroom.run_job(args.name, args.key, echo=echo)
+    else:
+        size = TrainConfig(args.name, backbone=args.backbone, strategy="finetune", img_size=args.img_size)
+        result = headroom.measure(args.name, args.backbone, size.resolved().img_size, progress=echo)
+    if not args.json:
+        print(headroom.explain(result).replace("**", "").replace("`", ""))
+    return result
+
+
 def cmd_score_submission(args) -> dict:
     """Score a class board submission on the class's hidden test images (the app's background job)."""
     from imgcls.classroom import scoring
@@ -514,6 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--key", required=True)
     p.set_defaults(func=cmd_measure_labels)
+    p = verbs.add_parser("headroom", help="measure whether fine-tuning is expected to beat the last layer alone")
+    p.add_argument("name")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--img-size", type=ranges.TRAIN["img_size"].parse, default=None,
+                   help="default: a finetune run's")
+    p.add_argument("--key", help=argparse.SUPPRESS)  # a measurement queued by the Train page
+    p.set_defaults(func=cmd_headroom)
     p = verbs.add_parser("score-submission")  # a class board's background scoring
     p.add_argument("class_id")
     p.add_argument("sub")

@@ -112,7 +112,7 @@ def test_the_config_modules_tables_are_built_from_the_strategies():
                                               "img_size": s.defaults.img_size}
     resolved = trainconfig.TrainConfig(dataset="toy", strategy="finetune", device="cpu").resolved()
     assert (resolved.epochs, resolved.lr, resolved.patience, resolved.batch_size, resolved.img_size) == \
-        (6, 3e-4, 3, 32, 256)
+        (6, 3e-4, 3, 32, 288)
 
 
 # --- the name checks below training, held to the rules ---

@@ -187,4 +187,4 @@ def test_a_fixed_size_backbone_keeps_its_own_input_size_under_every_strategy():
     for name in ("linear", "finetune", "full", "scratch"):
         vit = TrainConfig(dataset="d", backbone="vit_small_patch16_224", strategy=name).resolved()
         assert vit.img_size is None  # the run takes the backbone's 224
-    assert TrainConfig(dataset="d", strategy="linear").resolved().img_size == 256
+    assert TrainConfig(dataset="d", strategy="linear").resolved().img_size == 288

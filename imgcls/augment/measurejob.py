@@ -1,7 +1,9 @@
-"""The label-safety measurement (imgcls.augment.labelsafety.measure) as a background job.
+"""A dataset's quick measurements as background jobs: the label safety of a pipeline's transforms
+(imgcls.augment.labelsafety.measure, the Augment page), and any other measurement that brings its own
+command-line verb and measure function (imgcls.train.headroom, the Train page's check before a finetune run).
 
-One folder per dataset version and pipeline, so a second tab or a later visit finds a finished measurement:
-datasets/<name>/measurements/<key>/ choices.json, status.json, result.json, log.txt
+One folder per dataset version and what is measured, so a second tab or a later visit finds a finished
+measurement: datasets/<name>/measurements/<key>/ choices.json, status.json, result.json, log.txt
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def result(dataset: str, key: str) -> dict | None:
     return workspace.read_json(folder(dataset, key) / "result.json")
 
 
-def start(dataset: str, choices: list[dict], key: str) -> None:
-    """Queue the measurement of these transforms; nothing happens while the same one is queued or running."""
+def start(dataset: str, choices, key: str, verb: str = "measure-labels") -> None:
+    """Queue a measurement of these choices (the transforms, for label safety), run by `python -m imgcls VERB
+    DATASET --key KEY`; nothing happens while the same one is queued or running."""
     here = folder(dataset, key)
     if status(dataset, key).get("state") in jobs.ACTIVE:
         return
@@ -50,7 +53,7 @@ def start(dataset: str, choices: list[dict], key: str) -> None:
     workspace.atomic_write_json(here / "choices.json", choices)
     (here / "result.json").unlink(missing_ok=True)
     with quotas.job_slot():
-        jobs.submit(here / "status.json", ["measure-labels", dataset, "--key", key], "cpu", log=here / "log.txt",
+        jobs.submit(here / "status.json", [verb, dataset, "--key", key], "cpu", log=here / "log.txt",
                     label=f"measure/{dataset}",
                     message="Waiting to start")
 
@@ -60,18 +63,26 @@ def stop(dataset: str, key: str) -> dict:
     return jobs.stop(folder(dataset, key) / "status.json")
 
 
-def run_job(dataset: str, key: str, echo: Callable[[float, str], None] | None = None) -> dict:
-    """Run a queued measurement in this process (the CLI's `measure-labels --key`), keeping its status."""
+def _label_safety(dataset: str, choices, progress) -> dict:
     from imgcls.augment.labelsafety import measure  # torch and scikit-learn load here, in the job
 
+    if not isinstance(choices, list):
+        raise TypeError("label safety measures a list of transforms")
+    return measure(dataset, choices, progress=progress)
+
+
+def run_job(dataset: str, key: str, echo: Callable[[float, str], None] | None = None,
+            measure: Callable[[str, object, Callable], dict] = _label_safety) -> dict:
+    """Run a queued measurement in this process (the CLI's `measure-labels --key`), keeping its status:
+    `measure(dataset, choices, progress)` gives the result."""
     here = folder(dataset, key)
     choices = workspace.read_json(here / "choices.json")
-    if not isinstance(choices, list):
+    if choices is None:
         raise workspace.WorkspaceError(f"There is no measurement '{key}' of '{dataset}'.")
     path = here / "status.json"
     with jobs.slots.hold("cpu"), jobs.running(path, label=f"measure/{dataset}", what="The measurement", log=here / "log.txt",
                                               shown_log=f"datasets/{dataset}/measurements/{key}/log.txt"):
-        found = measure(dataset, choices, progress=jobs.progress_writer(path, echo))
+        found = measure(dataset, choices, jobs.progress_writer(path, echo))
         workspace.atomic_write_json(here / "result.json", found)
     return found
 

@@ -87,10 +87,11 @@ def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> torch.optim
 
 def train_one_epoch(model, loader: Iterable, optimizer, scheduler, loss_fn, prep: Callable, *,
                     should_stop: Callable[[], bool], on_step: Callable[[dict], None] | None = None,
-                    autocast=None, scaler=None) -> dict:
-    """One pass over the training data; returns mean loss, accuracy and images per second."""
+                    autocast=None, scaler=None, batchnorm_stats: bool = True) -> dict:
+    """One pass over the training data; returns mean loss, accuracy and images per second. With
+    `batchnorm_stats` False, no BatchNorm layer updates its running statistics (see freeze_batchnorm)."""
     model.train()
-    freeze_frozen_batchnorm(model)
+    freeze_batchnorm(model, every_layer=not batchnorm_stats)
     total_loss = correct = seen = 0
     start = time.perf_counter()
     for step, (xb, yb) in enumerate(loader):
@@ -123,11 +124,13 @@ def train_one_epoch(model, loader: Iterable, optimizer, scheduler, loss_fn, prep
             "images_per_second": seen / max(seconds, 1e-9), "seconds": seconds}
 
 
-def freeze_frozen_batchnorm(model: torch.nn.Module) -> None:
-    """BatchNorm layers whose weights are frozen also keep their running statistics frozen."""
+def freeze_batchnorm(model: torch.nn.Module, every_layer: bool = False) -> None:
+    """BatchNorm layers whose weights are frozen keep their running statistics frozen; with `every_layer`, the
+    layers that learn keep them too (their scale and shift still learn), normalising with the statistics the
+    pretrained weights were made with."""
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            if every_layer or not any(p.requires_grad for p in module.parameters(recurse=False)):
                 module.eval()
 
 

@@ -14,7 +14,8 @@ from imgcls.jobs import dist
 from imgcls.store import runs, workspace
 from imgcls.train.config import RunConfig
 from imgcls.train.heads import class_weights
-from imgcls.train.loops import ArrayDataset, lr_find, score, seed_worker, train_one_epoch, warmup_cosine
+from imgcls.train.loops import (ArrayDataset, freeze_batchnorm, lr_find, score, seed_worker, train_one_epoch,
+                                warmup_cosine)
 from imgcls.vision.cachestore import subset
 from imgcls.vision.checkpoint import save_model
 from imgcls.vision.engine import cpu_bf16, plain_torch
@@ -75,14 +76,16 @@ def network_lr_find_run(model, data: dict, config: RunConfig, run_id: str) -> di
     loader = _loader(data, config, tr)
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=1e-6)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    _network_lr_find(model, loader, optimizer, loss_fn, _Prep(config, False), run_id)
+    _network_lr_find(model, loader, optimizer, loss_fn, _Prep(config, False), run_id, config.strategy.batchnorm_stats)
     return workspace.read_json(runs.run_dir(run_id) / "lr_find.json")
 
 
-def _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id: str) -> float:
+def _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id: str, batchnorm_stats: bool = True) -> float:
     saved = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     batches = iter(())
     model.train()
+    if not batchnorm_stats:  # as the training epochs will run
+        freeze_batchnorm(model, every_layer=True)
 
     def step_at(lr: float) -> float:
         nonlocal batches
@@ -130,7 +133,8 @@ def fit_network(model, data: dict, config: RunConfig, run_id: str, rep, resume: 
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                         label_smoothing=config.label_smoothing)
     prep = _Prep(config, channels_last)
-    lr = config.lr if config.lr != "auto" else _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id)
+    lr = config.lr if config.lr != "auto" else _network_lr_find(model, loader, optimizer, loss_fn, prep, run_id,
+                                                                config.strategy.batchnorm_stats)
     for g in optimizer.param_groups:
         g["lr"] = g["initial_lr"] = lr * g.get("lr_scale", 1.0)
     steps = len(loader)
@@ -159,7 +163,8 @@ def fit_network(model, data: dict, config: RunConfig, run_id: str, rep, resume: 
         per_img = 3
         stats = train_one_epoch(
             net, loader, optimizer, scheduler, loss_fn, prep, should_stop=rep.should_stop, autocast=autocast,
-            scaler=scaler, on_step=lambda s: _on_step(rep, s, epoch, config.epochs, per_img, config.batch_size))
+            scaler=scaler, on_step=lambda s: _on_step(rep, s, epoch, config.epochs, per_img, config.batch_size),
+            batchnorm_stats=config.strategy.batchnorm_stats)
         pre = config.preprocess
         # validation in fp32 on a CPU, as evaluation and prediction run: the scores agree with theirs; never
         # converted (vision.engine), as the weights change every epoch
