@@ -45,9 +45,9 @@ def show(dataset: str, config: TrainConfig | None) -> None:
     found = measurejob.result(dataset, measure_key) if state == "done" else None
     if found:
         icon = ":material/rocket_launch:" if found["verdict"] == "finetune" else ":material/lightbulb:"
-        st.info(headroom.explain(found), icon=icon)
+        st.info(headroom.explain(found), icon=icon)  # markdown-safe: numbers and fixed words only
         st.caption(f"Measured on this version of the dataset in {found['seconds']:.0f} s, with "
-                   f"{plain(found['backbone'])} at {found['img_size']} px. On the sample sets: hymenoptera "
+                   f"{plain(found['backbone'])} at {int(found['img_size'])} px. On the sample sets: hymenoptera "
                    "(ants and bees) fine-tunes no better than `linear`; the digits sample gains.")
         return
     if state in jobs.ACTIVE:
