@@ -13,7 +13,8 @@ if not widgets.show_dataset_nudge():
 
 dataset = state.active_dataset()
 size, dcfg = augmenting.model_size()
-choices = augmenting.load_once(dataset, size)
+classes = augment_views.train_classes(dataset)
+choices = augmenting.load_once(dataset, size, classes)
 
 editor, shown = st.columns([2, 3], gap="large")
 with editor:
@@ -23,7 +24,7 @@ with editor:
     augmenting.pipeline_controls(choices)
     pipeline = augmenting.pipeline_dict(choices, size)
     with presets:
-        augmenting.preset_controls(size, pipeline)
+        augmenting.preset_controls(size, pipeline, classes)
 
 with shown:
     head = st.container(horizontal=True, vertical_alignment="bottom")

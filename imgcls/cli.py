@@ -20,6 +20,11 @@ def _print_progress(fraction: float, text: str) -> None:
     print(f"\r{fraction:6.1%}  {text[:70]:<70}", end=end, file=sys.stderr, flush=True)
 
 
+def _progress(args):
+    """The progress line's printer, or None when the output is JSON or stderr is not a terminal."""
+    return None if args.json or not sys.stderr.isatty() else _print_progress
+
+
 def cmd_import(args) -> dict:
     """Import a ZIP, a folder or a built-in sample as a dataset."""
     from imgcls.ingest.imports import import_source
@@ -28,7 +33,7 @@ def cmd_import(args) -> dict:
     limits = ImportLimits(max_total_bytes=args.max_total_mb * 1024**2, max_files=args.max_files,
                           max_ratio=args.max_ratio, max_pixels=args.max_pixels)
     report = import_source(args.src, args.name, labels=args.labels, seed=args.seed, limits=limits,
-                           add=args.add, progress=_print_progress if sys.stderr.isatty() and not args.json else None)
+                           add=args.add, progress=_progress(args))
     out = report.to_json()
     if not args.json:
         print(f"Imported {out['images']} images into '{out['name']}': {out['classes']} classes, "
@@ -291,7 +296,7 @@ def cmd_experiment(args) -> dict:
     from imgcls.lab.experiments import ExperimentConfig, prepare, run_job
 
     config = ExperimentConfig(kind=args.kind, dataset=args.dataset, mode=args.mode, seed=args.seed)
-    progress = _print_progress if sys.stderr.isatty() and not args.json else None
+    progress = _progress(args)
     # always under an id, so an experiment run here also shows on the Learn page
     result = run_job(args.id or prepare(config), config, progress)
     if not args.json:
@@ -305,7 +310,7 @@ def cmd_measure_labels(args) -> dict:
     """Measure what each transform of a queued label-safety measurement does to accuracy (the app's job)."""
     from imgcls.augment.measurejob import run_job
 
-    result = run_job(args.name, args.key, echo=None if args.json or not sys.stderr.isatty() else _print_progress)
+    result = run_job(args.name, args.key, echo=_progress(args))
     if not args.json:
         print(f"Measured {len(result['transforms'])} transform(s) on '{args.name}' in {result['seconds']:.1f} s.")
     return result
@@ -315,7 +320,7 @@ def cmd_headroom(args) -> dict:
     """Measure whether fine-tuning is expected to beat the last layer alone (the Train page's check)."""
     from imgcls.train import headroom
 
-    echo = None if args.json or not sys.stderr.isatty() else _print_progress
+    echo = _progress(args)
     if args.key:  # the Train page's background job
         result = headroom.run_job(args.name, args.key, echo=echo)
     else:
@@ -330,7 +335,7 @@ def cmd_score_submission(args) -> dict:
     """Score a class board submission on the class's hidden test images (the app's background job)."""
     from imgcls.classroom import scoring
 
-    echo = None if args.json or not sys.stderr.isatty() else _print_progress
+    echo = _progress(args)
     if args.job:  # started by the board: progress and the outcome go to the submission's status.json
         score = scoring.run_job(args.class_id, args.sub, args.device, echo)
     else:
@@ -346,8 +351,7 @@ def cmd_health(args) -> dict:
     from imgcls.health.check import check
     from imgcls.health.job import run_job
 
-    quiet = args.json or not sys.stderr.isatty()
-    echo = None if quiet else _print_progress
+    echo = _progress(args)
     if args.job:  # started by the app: progress and the outcome go to datasets/NAME/health-status.json
         report = run_job(args.name, device=args.device, echo=echo)
     else:
@@ -368,8 +372,7 @@ def cmd_report(args) -> dict:
 
     report = health.load(args.name)
     if health.is_stale(args.name, report):
-        quiet = args.json or not sys.stderr.isatty()
-        report = health.check(args.name, progress=None if quiet else _print_progress, device=args.device)
+        report = health.check(args.name, progress=_progress(args), device=args.device)
     workspace.atomic_write_text(Path(args.out), render(args.name, report))
     if not args.json:
         print(f"Wrote {args.out}: score {report['score']}/100, {len(report['findings'])} findings.")

@@ -40,6 +40,18 @@ def test_presets_keep_shape_and_dtype(preset):
     assert A.to_dict(build_pipeline(pipeline_to_dict(pipeline), 224)) == A.to_dict(pipeline)
 
 
+@pytest.mark.parametrize("preset", ["light", "medium", "heavy"])
+def test_presets_mirror_photos_but_not_characters(preset):
+    def names(classes):
+        return [type(t).__name__ for t in build_pipeline(preset, 64, classes=classes).transforms]
+
+    for classes in (None, ["ants", "bees"], ["0", "1", "ants", "bees"]):
+        assert "HorizontalFlip" in names(classes)
+    digits, letters = names([str(d) for d in range(10)]), names(["a", "b", "c"])
+    assert "HorizontalFlip" not in digits and digits == letters
+    assert [n for n in names(None) if n != "HorizontalFlip"] == digits  # the rest of the preset is kept
+
+
 def test_min_above_max_is_refused_and_values_are_clamped():
     rotate = next(p for p in augspec.BY_NAME["Affine"].params if p.name == "rotate")
     with pytest.raises(ValueError, match="minimum"):

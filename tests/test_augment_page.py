@@ -49,6 +49,7 @@ def test_page_renders_the_light_preset_with_a_preview_grid():
     assert len(at.image) == 4 * (1 + 3)  # 4 images, each beside 3 augmented versions
     assert any("the **light** preset" in c for c in captions(at))
     assert any("Not saved yet" in c for c in captions(at))
+    assert not any("leave out the mirror" in c for c in captions(at))
     assert not at.exception
 
 
@@ -110,6 +111,11 @@ def test_add_reorder_and_remove_transforms():
 def test_digits_get_a_label_safety_warning_for_an_upside_down_flip():
     at = open_augment("digits")
     assert not at.warning
+    # the light preset leaves out the mirror for characters, says so, and is still named as the preset
+    assert at.slider(key="augment.RandomResizedCrop.scale").value == (0.6, 1.0)
+    assert not [s for s in at.slider if s.key.startswith("augment.HorizontalFlip")]
+    assert any("the **light** preset" in c for c in captions(at))
+    assert any("leave out the mirror" in c for c in captions(at))
     at.selectbox(key="augment.add.choice").set_value("VerticalFlip").run()
     at.button(key="augment.add").click().run()
     assert any("VerticalFlip" in w.value and "'6' and '9'" in w.value for w in at.warning)

@@ -126,13 +126,16 @@ def test_bad_uploads_are_refused_in_plain_words(content, name, words):
 DIGITS = [str(d) for d in range(10)]
 
 
-def test_flips_and_big_rotations_are_flagged_on_digits_but_not_the_mirror_flip():
+def test_flips_and_big_rotations_are_flagged_on_digits():
     choices = [{"name": "HorizontalFlip", "p": 0.5}, {"name": "VerticalFlip", "p": 0.5},
                {"name": "RandomRotate90", "p": 0.5}, {"name": "Affine", "p": 0.5, "params": {"rotate": (-45, 45)}}]
-    found = " ".join(labelsafety.rule_warnings(choices, DIGITS))
-    assert "VerticalFlip" in found and "'6' and '9'" in found
-    assert "RandomRotate90" in found and "Affine" in found
-    assert "HorizontalFlip" not in found
+    found = labelsafety.rule_warnings(choices, DIGITS)
+    assert "VerticalFlip" in " ".join(found) and "'6' and '9'" in " ".join(found)
+    assert "RandomRotate90" in " ".join(found) and "Affine" in " ".join(found)
+    mirror = [w for w in found if w.startswith("**HorizontalFlip**")]
+    assert len(mirror) == 1 and "never be shown" in mirror[0]  # no pair of digits mirrors into another
+    letters = labelsafety.rule_warnings(choices[:1], ["b", "d", "x"])
+    assert len(letters) == 1 and "'b' and 'd' are mirror images" in letters[0]
     small = [{"name": "Affine", "p": 0.5, "params": {"rotate": (-15, 15)}}]
     assert labelsafety.rule_warnings(small, DIGITS) == []
     assert labelsafety.rule_warnings(choices, ["cat", "dog", "bird"]) == []  # no natural 'up' to lose

@@ -251,6 +251,19 @@ def test_training_records_exactly_the_saved_augmentation_pipeline():
 # --- the data a run saw, and runs that repeat exactly -------------------------------------------------
 
 
+def test_a_run_of_characters_without_a_saved_pipeline_records_the_light_preset_without_the_mirror():
+    def transforms(run_id):
+        return [t["__class_fullname__"].split(".")[-1]
+                for t in runs.read_config(run_id)["augment_pipeline"]["transform"]["transforms"]]
+
+    make_dataset("photos")
+    make_dataset("characters", classes=(("7", (220, 40, 40)), ("L", (40, 40, 220))))
+    assert transforms(prepare_run(TrainConfig(dataset="photos", strategy="finetune", **SMALL))) == [
+        "RandomResizedCrop", "HorizontalFlip"]
+    assert transforms(prepare_run(TrainConfig(dataset="characters", strategy="finetune", **SMALL))) == [
+        "RandomResizedCrop"]
+
+
 def test_a_run_trains_and_is_evaluated_on_the_version_it_was_prepared_on():
     from imgcls.store import journal, versions
     from imgcls.evaluate.evaluation import changes_since, evaluate

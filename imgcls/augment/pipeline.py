@@ -8,17 +8,26 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 
+from imgcls.augment.labelsafety import text_like
 from imgcls.ingest import parsing
 
 PRESETS = ("none", "light", "medium", "heavy")
 
 
-def preset_transforms(preset: str, img_size: int) -> list:
-    """The transforms of a named preset, for square inputs of img_size pixels."""
+def mirrors(classes: list[str] | None) -> bool:
+    """Whether the presets mirror images of these classes: not when they are characters (digits, letters),
+    whose mirror image is no character at all, or another one."""
+    return not (classes and text_like(list(classes)))
+
+
+def preset_transforms(preset: str, img_size: int, classes: list[str] | None = None) -> list:
+    """The transforms of a named preset, for square inputs of img_size pixels (no mirror flip for classes
+    that are characters)."""
     size = (img_size, img_size)
     if preset == "none":
         return []
-    light = [A.RandomResizedCrop(size=size, scale=(0.6, 1.0), p=1.0), A.HorizontalFlip(p=0.5)]
+    light = [A.RandomResizedCrop(size=size, scale=(0.6, 1.0), p=1.0)]
+    light += [A.HorizontalFlip(p=0.5)] if mirrors(classes) else []
     if preset == "light":
         return light
     medium = light + [
@@ -52,12 +61,14 @@ def reseed(pipeline: A.BaseCompose, seed: int) -> A.BaseCompose:
     return pipeline
 
 
-def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None) -> A.Compose:
-    """A Compose from a preset name, a saved albumentations dict, or a path to a JSON/YAML file."""
+def build_pipeline(spec: str | dict, img_size: int, seed: int | None = None,
+                   classes: list[str] | None = None) -> A.Compose:
+    """A Compose from a preset name (fitted to the classes, if given), a saved albumentations dict, or a path
+    to a JSON/YAML file."""
     if isinstance(spec, dict):
         return _from_dict(_resize_crops(spec, img_size), seed)
     if spec in PRESETS:
-        pipeline = A.Compose(preset_transforms(spec, img_size))
+        pipeline = A.Compose(preset_transforms(spec, img_size, classes))
         return reseed(pipeline, seed) if seed is not None else pipeline
     path = Path(spec)
     if not path.exists():

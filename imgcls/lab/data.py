@@ -116,7 +116,7 @@ def augmented_features(lab: LabData, spec: str | dict, copies: int, seed: int = 
     name = ("augmented", repr(spec), copies, seed)
     if name in lab.cache:
         return lab.cache[name]
-    pipeline = augment.build_pipeline(spec, lab.size)
+    pipeline = augment.build_pipeline(spec, lab.size, classes=lab.classes)
     tr_hashes = lab.hashes[:lab.n_train]
     batch, hashes = [], []
     for copy in range(copies):

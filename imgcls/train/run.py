@@ -129,7 +129,8 @@ def prepare_run(config: TrainConfig) -> str:
     if fixed_input_size(cfg.backbone) and img_size != int(dcfg["input_size"][-1]):
         raise TrainError(f"{cfg.backbone} takes {dcfg['input_size'][-1]} px images only, not {img_size} px: "
                          "leave the image size at its default for this backbone.")
-    pipeline = build_pipeline(resolve_augment(cfg.augment, cfg.dataset), img_size)
+    classes = sorted(df["label"].unique())
+    pipeline = build_pipeline(resolve_augment(cfg.augment, cfg.dataset), img_size, classes=classes)
     run_id = runs.new_run_id(cfg.dataset, cfg.strategy if cfg.task == "train" else "lr-find")
     folder = runs.run_dir(run_id)
     folder.mkdir(parents=True)
@@ -139,7 +140,7 @@ def prepare_run(config: TrainConfig) -> str:
         versions.save_run_rows(run_id, df)
         saved = dataclasses.asdict(cfg) | {
             "name": runnames.new_run_name(cfg.dataset, cfg.strategy, cfg.task),  # readable; the id is the key
-            "img_size": img_size, "classes": sorted(df["label"].unique()), "data_config": dcfg,
+            "img_size": img_size, "classes": classes, "data_config": dcfg,
             "augment_pipeline": pipeline_to_dict(pipeline),
             "weights": weights_id(cfg.backbone, strategy(cfg.strategy).pretrained),
             "notes": notes, "images": {s: int((df["split"] == s).sum()) for s in workspace.SPLITS},

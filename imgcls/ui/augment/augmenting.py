@@ -7,7 +7,7 @@ import json
 import streamlit as st
 
 from imgcls.augment import preview as augpreview, spec as augspec
-from imgcls.augment.pipeline import PRESETS, build_pipeline, load_pipeline, pipeline_to_dict
+from imgcls.augment.pipeline import PRESETS, build_pipeline, load_pipeline, mirrors, pipeline_to_dict
 from imgcls.train.config import DEFAULTS
 from imgcls.ui.common.text import plain
 from imgcls.vision import models
@@ -52,8 +52,8 @@ def model_size() -> tuple[int, dict]:
 
 
 @st.cache_data(show_spinner=False)
-def _preset_dict(preset: str, size: int) -> dict:
-    return pipeline_to_dict(build_pipeline(preset, size))
+def _preset_dict(preset: str, size: int, classes: tuple = ()) -> dict:
+    return pipeline_to_dict(build_pipeline(preset, size, classes=list(classes)))
 
 
 def _rounded(pipeline: dict) -> dict:
@@ -61,9 +61,9 @@ def _rounded(pipeline: dict) -> dict:
     return json.loads(json.dumps(pipeline), parse_float=lambda x: round(float(x), 4))
 
 
-def preset_choices(preset: str, size: int) -> list[dict]:
-    """A preset as editable choices."""
-    return augspec.choices_from_pipeline(_preset_dict(preset, size))
+def preset_choices(preset: str, size: int, classes: tuple = ()) -> list[dict]:
+    """A preset as editable choices, fitted to the dataset's classes (no mirror flip for characters)."""
+    return augspec.choices_from_pipeline(_preset_dict(preset, size, tuple(classes)))
 
 
 def _slot(choices: list[dict], i: int) -> str:
@@ -87,17 +87,17 @@ def set_choices(choices: list[dict]) -> None:
     _forget_widgets()
 
 
-def load_once(dataset: str, size: int) -> list[dict]:
+def load_once(dataset: str, size: int, classes: tuple = ()) -> list[dict]:
     """The pipeline being edited: on the first visit (or another dataset), the saved one, else 'light'."""
     if st.session_state.get(LOADED) != dataset or CHOICES not in st.session_state:
         saved = load_pipeline(dataset)
         try:
-            choices = augspec.choices_from_pipeline(saved) if saved else preset_choices("light", size)
+            choices = augspec.choices_from_pipeline(saved) if saved else preset_choices("light", size, classes)
             augspec.build(choices, size)  # values the sliders can hold (a min above its max is refused)
             set_choices(choices)
         except ValueError as exc:  # edited by hand: a transform this page cannot edit, or a bad value
             st.warning(f"The saved pipeline could not be opened for editing ({plain(exc)}); starting from 'light'.")
-            set_choices(preset_choices("light", size))
+            set_choices(preset_choices("light", size, classes))
         st.session_state[LOADED] = dataset
     st.session_state.setdefault(SEED, 0)
     return st.session_state[CHOICES]
@@ -106,19 +106,22 @@ def load_once(dataset: str, size: int) -> list[dict]:
 # --- the editor ---------------------------------------------------------------------------------------
 
 
-def _use_preset(preset: str, size: int) -> None:
-    set_choices(preset_choices(preset, size))
+def _use_preset(preset: str, size: int, classes: tuple) -> None:
+    set_choices(preset_choices(preset, size, classes))
 
 
-def preset_controls(size: int, current: dict | None) -> None:
+def preset_controls(size: int, current: dict | None, classes: tuple = ()) -> None:
     """Buttons that start the pipeline from a preset, and which preset (if any) it is now."""
     st.caption("Start from a preset (it replaces the transforms below):")
     row = st.container(horizontal=True)
     for preset in PRESETS:
-        row.button(preset, key=f"augment.preset.{preset}", on_click=_use_preset, args=(preset, size),
+        row.button(preset, key=f"augment.preset.{preset}", on_click=_use_preset, args=(preset, size, tuple(classes)),
                    help=f"Replace the pipeline below with the '{preset}' preset.")
-    same = [p for p in PRESETS if current and _rounded(_preset_dict(p, size)) == _rounded(current)]
+    same = [p for p in PRESETS if current and _rounded(_preset_dict(p, size, tuple(classes))) == _rounded(current)]
     st.caption(f"Now: the **{same[0]}** preset." if same else "Now: your own pipeline.")
+    if not mirrors(list(classes)):
+        st.caption(":material/info: Your classes look like digits or letters, so the presets leave out the mirror "
+                   "flip: a mirrored character is no character at all, or another one.")
 
 
 def _move(i: int, step: int) -> None:

@@ -49,6 +49,11 @@ def _train_rows(dataset: str):
     return df[~df["excluded"] & (df["split"] == "train")]
 
 
+def train_classes(dataset: str) -> tuple:
+    """The classes of the dataset's training images, sorted."""
+    return tuple(sorted(_train_rows(dataset)["label"].astype(str).unique()))
+
+
 def preview_controls(dataset: str):
     """Which images to preview and how many versions: (rows of the manifest, k)."""
     rows = _train_rows(dataset)

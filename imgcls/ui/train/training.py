@@ -9,7 +9,7 @@ from functools import partial
 
 import streamlit as st
 
-from imgcls.augment.pipeline import load_pipeline
+from imgcls.augment.pipeline import load_pipeline, mirrors
 from imgcls.store import quotas, runnames, runs, workspace
 from imgcls.train import runjobs
 from imgcls.train.config import DEFAULTS, STRATEGIES, TrainConfig, TrainError
@@ -69,6 +69,9 @@ def augmentation_summary(dataset: str) -> str:
     """What training will use: the pipeline saved on the Augment page, or the light preset."""
     saved = load_pipeline(dataset)
     if not saved:
+        df = cached.manifest(dataset)
+        if not mirrors(sorted(df.loc[~df["excluded"], "label"].astype(str).unique())):
+            return "the light preset without its mirror flip, as your classes look like characters (nothing saved yet)"
         return "the light preset (nothing saved yet)"
     names = [t.get("__class_fullname__", "?").split(".")[-1] for t in saved.get("transform", {}).get("transforms", [])]
     return f"saved pipeline, {len(names)} transform{'s' if len(names) != 1 else ''}" + (
