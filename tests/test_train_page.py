@@ -95,6 +95,17 @@ def test_renders_with_a_dataset_and_good_defaults():
     assert not at.exception
 
 
+def test_the_header_names_the_preset_without_its_mirror_for_digits():
+    shapes()
+    at = open_train()
+    assert not any("without its mirror flip" in m.value for m in at.markdown)
+    data.import_sample("digits", "digits")
+    workspace.save_setting("active_dataset", "digits")
+    at = open_train()
+    assert any("light preset without its mirror flip" in m.value for m in at.markdown)
+    assert not at.exception
+
+
 def test_linear_run_from_the_page_trains_in_the_background():
     shapes()
     at = open_train()
