@@ -28,17 +28,11 @@ import numpy as np
 from PIL import Image
 
 # the browser and server helpers the smoke tests use (re-exported for test_signin_browser)
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, _wait_healthy  # noqa: F401
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, IDLE_JS, _wait_healthy  # noqa: F401
 from test_browser import _free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID = "imgcls-tests"
-
-# Streamlit's own marker of a finished script run, no element left over from an earlier run, and no
-# element still drawn as a placeholder while its code loads (a widget's first appearance on a page)
-IDLE_JS = ("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
-           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
-           " && !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeleton\"]'); }")
 
 # Installed in every page: counts the messages the app's server sends over its WebSocket and when the last
 # one came. A script run always sends some, so a test can wait for the run its action caused and not race

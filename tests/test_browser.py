@@ -86,11 +86,17 @@ def _open(pw, url: str):
     return browser, page
 
 
+# Streamlit's own marker of a finished script run, no element left over from an earlier run, and no
+# element still drawn as a placeholder while its code loads (an image's or a widget's first appearance
+# after a page load: under load the placeholder can outlast the run by seconds)
+IDLE_JS = ("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
+           " && !document.querySelector('[data-stale=\"true\"], [data-testid=\"stSkeleton\"]'); }")
+
+
 def _idle(page, seconds: float = 60) -> None:
-    """Until Streamlit's script has finished (its own data-test-script-state) and nothing is stale."""
-    page.wait_for_function("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
-                           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
-                           " && !document.querySelector('[data-stale=\"true\"]'); }", timeout=seconds * 1000)
+    """Until Streamlit's script has finished, nothing is stale and every element is drawn."""
+    page.wait_for_function(IDLE_JS, timeout=seconds * 1000)
 
 
 def test_home_sample_import_counts(app_url, tmp_path):

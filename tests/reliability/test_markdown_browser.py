@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,18 +16,12 @@ from imgcls.ingest import imports as data
 from imgcls.store import workspace
 from imgcls.store.markdown import JOINER
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, _free_port, _idle, _wait_healthy
+
 if not CHROMIUM and not os.environ.get("IMGCLS_REQUIRE_BROWSER"):
     pytest.skip("no Chromium installed (apt-get install chromium)", allow_module_level=True)
 playwright = pytest.importorskip("playwright.sync_api")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -66,47 +56,34 @@ def hostile_app(tmp_path, tracker, mk):
         df["note"] = f"[click me]({base}/link) <img src='{base}/raw.png'>"
         workspace.write_manifest(workspace.dataset_dir("d"), df)
         workspace.save_setting("active_dataset", "d")
-    port = _free_port()
+    port, log = _free_port(), tmp_path / "streamlit.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(home)), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        cwd=ROOT, env=dict(os.environ, IMGCLS_HOME=str(home)), stdout=log.open("w"),
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.5)
+        _wait_healthy(url, proc, seconds=90, log=log)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _idle(page) -> None:
-    page.wait_for_function("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
-                           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
-                           " && !document.querySelector('[data-stale=\"true\"]'); }", timeout=90_000)
-
-
 def test_markdown_in_class_names_is_shown_as_typed(hostile_app, tracker):
     base, hits = tracker
     with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         # the probe works: the same browser does fetch the image when a page really holds it
         page.set_content(f"<img src='{base}/probe.png'>")
         page.wait_for_timeout(500)
         assert hits == ["/probe.png"]
-        for path, ready in (("/data", "Overview of d"), ("/review", "0 selected")):
+        for path, ready in (("/data", "Overview of d"), ("/review", "Images 1–9 of 9")):
             page.goto(hostile_app + path, wait_until="domcontentloaded")
             page.get_by_text(ready).first.wait_for(timeout=90_000)
-            _idle(page)
+            _idle(page, 90)
             page.wait_for_timeout(1000)
             text = page.inner_text("body").replace(JOINER, "")  # the joiner that keeps a bare link text
             assert f"![t]({base}/track.png)" in text, f"the class is not shown as typed on {path}"
