@@ -11,12 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, _free_port, _idle, _wait_healthy
 
 from imgcls.ingest import imports as data
 from imgcls.store import workspace
 from imgcls.store.markdown import JOINER
-
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, _free_port, _idle, _wait_healthy
 
 if not CHROMIUM and not os.environ.get("IMGCLS_REQUIRE_BROWSER"):
     pytest.skip("no Chromium installed (apt-get install chromium)", allow_module_level=True)
