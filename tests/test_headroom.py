@@ -110,3 +110,37 @@ def test_the_train_page_offers_the_check_for_finetune_and_shows_what_it_expects(
     assert not at.error and not at.exception
     at.radio(key="train.strategy").set_value("linear").run()
     assert not [i for i in at.info if "expected" in i.value]  # only beside a finetune run's settings
+
+
+def test_where_linear_is_expected_the_page_offers_to_switch_to_it(app_home, mk):
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    from imgcls.ingest.imports import import_zip
+    from imgcls.store import workspace
+    from imgcls.train.config import DEFAULTS
+    from imgcls.ui.common import nav
+
+    # reddish and bluish noise: any depth of the network tells them apart, so the top leaves nothing to win
+    tints = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    members = [(f"{c}/{i:03d}.png", mk.encode(Image.blend(mk.noise(100 * k + i), mk.solid(rgb), 0.85), "PNG"))
+               for k, (c, rgb) in enumerate(tints.items()) for i in range(20)]
+    import_zip(mk.zip(members), "tints")
+    workspace.save_setting("active_dataset", "tints")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(nav.TRAIN.path).run()
+    at.radio(key="train.strategy").set_value("finetune").run()
+    assert at.number_input(key="train.epochs").value == DEFAULTS["finetune"]["epochs"]
+    at.number_input(key="train.img_size").set_value(SMALL).run()
+    assert not [b for b in at.button if b.key == "train.headroom.linear"]  # nothing measured yet
+    at.button(key="train.headroom").click().run()
+    deadline = time.time() + 240
+    while not [i for i in at.info if "expected" in i.value] and time.time() < deadline:
+        time.sleep(0.5)
+        at.run()
+    shown = [i.value for i in at.info if "expected" in i.value]
+    assert len(shown) == 1 and "linear) is expected to do as well" in shown[0], shown
+    at.button(key="train.headroom.linear").click().run()
+    assert at.radio(key="train.strategy").value == "linear"
+    assert at.number_input(key="train.epochs").value == DEFAULTS["linear"]["epochs"]  # linear's own defaults
+    assert not [i for i in at.info if "expected" in i.value] and not at.exception

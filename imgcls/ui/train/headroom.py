@@ -17,6 +17,7 @@ from imgcls.train.config import DEFAULTS, TrainConfig
 from imgcls.ui.common import cached
 from imgcls.ui.common.jobview import JobView, show_job, start_job
 from imgcls.ui.common.text import plain
+from imgcls.ui.train import training
 from imgcls.vision import models
 
 
@@ -49,6 +50,11 @@ def show(dataset: str, config: TrainConfig | None) -> None:
         st.caption(f"Measured on this version of the dataset in {found['seconds']:.0f} s, with "
                    f"{plain(found['backbone'])} at {int(found['img_size'])} px. On the sample sets: hymenoptera "
                    "(ants and bees) fine-tunes no better than `linear`; the digits sample gains.")
+        if found["verdict"] == "linear":
+            st.button("Use linear instead", key="train.headroom.linear", icon=":material/bolt:",
+                      on_click=training.choose_strategy, args=("linear",),
+                      help="Switch this run to training only the last layer, with that strategy's defaults. "
+                           "You can still choose finetune above.")
         return
     if state in jobs.ACTIVE:
         show_job(JobView(stop_key="train.headroom.stop", status=partial(measurejob.status, dataset, measure_key),

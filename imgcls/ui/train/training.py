@@ -114,6 +114,12 @@ def _strategy_defaults() -> None:
         st.session_state[f"train.{field}"] = d[field]
 
 
+def choose_strategy(strategy: str) -> None:
+    """Pick a strategy from a button, with the defaults it brings, as choosing it in the list does."""
+    st.session_state["train.strategy"] = strategy
+    _strategy_defaults()
+
+
 def _init(defaults: dict) -> None:
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
