@@ -22,6 +22,8 @@ USED_WITHOUT_IMPORT = {
     "authlib": "st.login speaks OpenID Connect through it (Streamlit's auth extra)",
     "onnxscript": "torch.onnx.export's torch.export-based exporter (dynamo=True, imgcls/evaluate/formats.py) "
                   "translates the program with it",
+    "typing-extensions": "the export extra's converter (litert-torch, through xdsl) needs it below 4.13; the "
+                         "bound is declared so that pip resolves the extra without a long backtrack",
 }
 
 
