@@ -226,6 +226,20 @@ def test_compare_helpers_show_differences_and_curves():
     assert list(diff["setting"]) == ["strategy", "lr"]
 
 
+def test_the_header_says_linear_leaves_augmentation_unused_only_while_linear_is_chosen():
+    shapes()
+    at = open_train()
+    unused = "Not used by `linear`"
+    assert at.radio(key="train.strategy").value == "linear"
+    assert any(unused in m.value for m in at.markdown)
+    at.radio(key="train.strategy").set_value("finetune").run()
+    assert not any(unused in m.value for m in at.markdown)
+    assert any("**Augmentation:** the light preset" in m.value for m in at.markdown)
+    at.radio(key="train.strategy").set_value("linear").run()
+    assert any(unused in m.value for m in at.markdown)
+    assert not at.exception
+
+
 def test_header_names_the_pipeline_saved_on_the_augment_page():
     from imgcls.augment import spec as augspec
     from imgcls.augment.pipeline import save_pipeline

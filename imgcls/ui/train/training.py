@@ -85,8 +85,10 @@ def show_header(dataset: str, infos: list) -> None:
     left, middle, right = st.columns([3, 2, 2], vertical_alignment="top")
     left.markdown(f"**Dataset:** {plain(dataset)}  \n{cached.summary(dataset)['classes']:,} classes · "
                   f"{splits['train']:,} train · {splits['val']:,} validation · {splits['test']:,} test images")
-    middle.markdown(f"**Augmentation:** {augmentation_summary(dataset)}  \n"
-                    "The linear strategy trains on unchanged images.")
+    # the strategy chosen on the last run of the page (the radio below keeps it), linear before any choice
+    unused = st.session_state.get("train.strategy", "linear") == "linear"
+    middle.markdown(f"**Augmentation:** {augmentation_summary(dataset)}"
+                    + ("  \nNot used by `linear`, which trains on unchanged images." if unused else ""))
     middle.page_link(nav.AUGMENT.path, label="Change it on the Augment page", icon=":material/auto_fix_high:")
     busy = [r for r, _, s in infos if s.get("state") in runs.ACTIVE_STATES]
     right.markdown(f"**Device:** {plain(device_summary())}  \n"
